@@ -1,0 +1,102 @@
+"""Errors of the domain package.
+
+Tree (shallow, by what the pipeline does with them)::
+
+    BoundariesError
+    ├── PermanentError            never retried: the job becomes a rejection or a dead letter at once
+    │   ├── InvalidId             a tenant/video id that is not a UUID
+    │   ├── InvalidEvent          a payload or job event that fails validation
+    │   ├── LayoutError           layout.db missing, unreadable, no config row, no OCR image
+    │   ├── MissingFramesError    chunks/frames absent from the frame store (lists the indices)
+    │   ├── CorruptChunkError     a chunk that does not decode (names its key)
+    │   ├── LimitExceeded         frame-count or cost guard (COMPAT.md §6)
+    │   └── CheckpointError       wrong architecture, missing keys, truncated file
+    └── TransientError            retried with backoff: network, S3 5xx, runner failures
+        └── ShardFailed           one or more shards failed in a runner call
+
+Messages name the field, the bad value and the next step.
+"""
+
+from __future__ import annotations
+
+
+class BoundariesError(Exception):
+    """Base of every error raised by this project."""
+
+
+class PermanentError(BoundariesError):
+    """Retrying cannot help; the input must change first."""
+
+    error_type = "permanent"
+
+
+class TransientError(BoundariesError):
+    """May succeed if tried again (network, object store 5xx, GPU runner)."""
+
+    error_type = "transient"
+
+
+class InvalidId(PermanentError, ValueError):
+    error_type = "invalid_id"
+
+
+class InvalidEvent(PermanentError, ValueError):
+    error_type = "invalid_event"
+
+
+class LayoutError(PermanentError):
+    error_type = "layout_error"
+
+
+class MissingFramesError(PermanentError):
+    """Frames absent from the store. ``missing`` holds the missing frame indices (sorted)."""
+
+    error_type = "missing_frames"
+
+    def __init__(self, message: str, missing: list[int] | None = None):
+        super().__init__(message)
+        self.missing = sorted(missing or [])
+
+
+class CorruptChunkError(PermanentError):
+    error_type = "corrupt_chunk"
+
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key
+
+
+class LimitExceeded(PermanentError):
+    """``rejection_type`` is one of COMPAT.md §6's rejection types."""
+
+    error_type = "limit_exceeded"
+
+    def __init__(self, message: str, rejection_type: str, frame_count: int | None = None,
+                 estimated_cost_usd: float | None = None):
+        super().__init__(message)
+        self.rejection_type = rejection_type
+        self.frame_count = frame_count
+        self.estimated_cost_usd = estimated_cost_usd
+
+
+class CheckpointError(PermanentError):
+    error_type = "checkpoint_error"
+
+
+class ObjectNotFound(PermanentError, KeyError):
+    """A key that is not in the object store."""
+
+    error_type = "object_not_found"
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ShardFailed(TransientError):
+    """``failed`` maps shard ids to the error text of each failed shard."""
+
+    error_type = "shard_failed"
+
+    def __init__(self, message: str, failed: dict[str, str] | None = None):
+        super().__init__(message)
+        self.failed = dict(failed or {})

