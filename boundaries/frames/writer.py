@@ -1,0 +1,122 @@
+"""Writing cropped frames as modulo-16/4/1 VP9 chunks (COMPAT.md §2).
+
+Frames arrive in index order (0, 1, 2, ...). Each frame goes to the buffer of its level
+(:func:`boundaries.frames.layout.level_of`); a level's buffer is encoded and uploaded as soon as it
+holds 32 frames, and :meth:`ChunkWriter.close` flushes the last partial chunk of every level. At
+most 3 x 32 frames are held in memory at a time, whatever the video's length.
+
+Encoding: WebM, ``libvpx-vp9``, CRF 30, ``b:v 0``, GOP 32, ``yuv420p``, 10 fps, native crop size.
+libvpx-vp9 encodes odd sizes (e.g. 402x27) natively (chroma planes are rounded up), so no resize
+or padding happens; decoding returns exactly ``(height, width)``.
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+import structlog
+
+from boundaries.frames.keys import chunk_key
+from boundaries.frames.layout import CHUNK_FRAMES, LEVELS, ChunkRef, level_of
+from boundaries.storage.base import ObjectStore
+
+log = structlog.get_logger(__name__)
+
+FPS = 10
+
+
+def encode_chunk(frames: list[np.ndarray], width: int, height: int, *, crf: int = 30,
+                 gop: int = 32, cpu_used: int = 4) -> bytes:
+    """Encode frames (each uint8 ``(height, width, 3)`` RGB) as one WebM/VP9 chunk; returns its bytes.
+
+    Settings per COMPAT.md §2. ``cpu_used`` is libvpx's speed/quality trade-off (does not change
+    the format); 4 keeps encoding fast at CRF 30.
+    """
+    import av
+
+    if not frames:
+        raise ValueError("encode_chunk needs at least one frame, got 0")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as out:
+        stream = out.add_stream("libvpx-vp9", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, FPS)
+        stream.codec_context.gop_size = gop
+        stream.codec_context.bit_rate = 0
+        stream.options = {"crf": str(crf), "b": "0", "g": str(gop), "cpu-used": str(cpu_used),
+                          "row-mt": "1", "deadline": "good"}
+        for n, arr in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            frame.pts = n
+            frame.time_base = Fraction(1, FPS)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+class ChunkWriter:
+    """Context manager writing frames 0, 1, 2, ... of one cropped-frames version under ``prefix``.
+
+    ``width``/``height``: crop size in pixels; every frame must be uint8 ``(height, width, 3)`` RGB.
+    Chunk keys: ``{prefix}modulo_{level}/chunk_{start:010d}.webm`` (:func:`keys.chunk_key`).
+    Raises ValueError for a frame of the wrong shape or dtype (naming both).
+    """
+
+    def __init__(self, store: ObjectStore, prefix: str, width: int, height: int, *, crf: int = 30,
+                 gop: int = 32):
+        if width <= 0 or height <= 0:
+            raise ValueError(f"crop size must be positive, got width={width} height={height}")
+        self.store = store
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.width, self.height, self.crf, self.gop = width, height, crf, gop
+        self._next = 0
+        self._buffers: dict[int, list[np.ndarray]] = {lvl: [] for lvl in LEVELS}
+        self._starts: dict[int, int] = {}
+        self.chunks_written = 0
+        self._closed = False
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append the next frame (index = number of frames written so far)."""
+        if self._closed:
+            raise ValueError("ChunkWriter is closed")
+        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
+            raise ValueError(f"frame {self._next} must be uint8 {(self.height, self.width, 3)}, "
+                             f"got {frame.dtype} {frame.shape}")
+        lvl = level_of(self._next)
+        buf = self._buffers[lvl]
+        if not buf:
+            self._starts[lvl] = self._next
+        buf.append(frame.copy())
+        self._next += 1
+        if len(buf) == CHUNK_FRAMES:
+            self._flush(lvl)
+
+    def _flush(self, lvl: int) -> None:
+        buf = self._buffers[lvl]
+        if not buf:
+            return
+        ref = ChunkRef(lvl, self._starts[lvl])
+        data = encode_chunk(buf, self.width, self.height, crf=self.crf, gop=self.gop)
+        self.store.put_bytes(chunk_key(self.prefix, ref), data)
+        self.chunks_written += 1
+        self._buffers[lvl] = []
+
+    def close(self) -> int:
+        """Flush the partial chunk of every level; returns the total number of frames written."""
+        if not self._closed:
+            for lvl in LEVELS:
+                self._flush(lvl)
+            self._closed = True
+            log.info("frames.written", prefix=self.prefix, frames=self._next, chunks=self.chunks_written)
+        return self._next

@@ -1,0 +1,92 @@
+"""PostgreSQL connection handling and migrations for the registry (Supabase Postgres, COMPAT.md §6)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from contextlib import contextmanager
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Database:
+    """A lazily opened, fork-aware connection pool whose connections use ``schema`` as search_path."""
+
+    def __init__(self, dsn: str, schema: str, *, max_size: int = 4):
+        if not _SCHEMA_RE.match(schema):
+            raise ValueError(f"db_schema must match {_SCHEMA_RE.pattern}, got {schema!r}")
+        self._dsn = dsn
+        self.schema = schema
+        self._max_size = max_size
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
+        conn.commit()
+
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                # After fork (Celery prefork, process pools) never reuse the parent's sockets.
+                self._pool = ConnectionPool(
+                    self._dsn, min_size=0, max_size=self._max_size, open=True,
+                    kwargs={"row_factory": dict_row, "connect_timeout": 5}, configure=self._configure,
+                    timeout=10,
+                )
+                self._pid = os.getpid()
+            return self._pool
+
+    @contextmanager
+    def connection(self):
+        with self.pool().connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+    def ping(self) -> bool:
+        try:
+            with self.connection() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def migrate(self) -> list[str]:
+        """Create the schema and apply every migration not yet applied. Returns the applied names.
+
+        Safe to run concurrently (advisory lock) and repeatedly.
+        """
+        files = sorted(
+            (p for p in resources.files("boundaries.registry.migrations").iterdir() if p.name.endswith(".sql")),
+            key=lambda p: p.name,
+        )
+        applied = []
+        with psycopg.connect(self._dsn, autocommit=False) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"boundaries-migrate-{self.schema}",))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(self.schema)))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+            for f in files:
+                if f.name in done:
+                    continue
+                conn.execute(f.read_text())
+                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (f.name,))
+                applied.append(f.name)
+            conn.commit()
+        return applied
