@@ -1,0 +1,146 @@
+"""S3/Wasabi object store via boto3 (COMPAT.md §1); implements :class:`ObjectStore`.
+
+* Checksums: ``request_checksum_calculation`` / ``response_checksum_validation`` =
+  ``"when_required"`` (boto3 >= 1.36 defaults are rejected by S3-compatible stores).
+* Retries: botocore ``standard`` mode with ``max_attempts`` (settings.s3_max_attempts).
+* Writes: one PutObject below ``multipart_threshold_bytes`` (8 MiB), else a multipart upload via
+  ``upload_fileobj``. Both are atomic on S3: readers see the old object, the new one or none.
+* Listing: ``list_objects_v2`` paginator (1000 keys a page), lexicographic order.
+* Errors: 404/NoSuchKey -> ObjectNotFound; throttling, 5xx and connection errors (after botocore's
+  retries) -> TransientError; other client errors (403, bad bucket) propagate as botocore errors.
+The client is thread-safe and shared by reader threads (``max_pool_connections`` = 32).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from boundaries.errors import ObjectNotFound, TransientError
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+def _client_config(max_attempts: int) -> Config:
+    return Config(
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        max_pool_connections=32,
+        s3={"addressing_style": "path"},
+    )
+
+
+def _env_credentials() -> tuple[str | None, str | None]:
+    for k, s in (("BOUNDARIES_S3_ACCESS_KEY_ID", "BOUNDARIES_S3_SECRET_ACCESS_KEY"),
+                 ("WASABI_ACCESS_KEY", "WASABI_SECRET_KEY")):
+        if os.environ.get(k) and os.environ.get(s):
+            return os.environ[k], os.environ[s]
+    return None, None  # boto3 default chain
+
+
+class S3Store:
+    """Objects in one bucket. Credentials are passed to boto3 only, never stored as attributes."""
+
+    def __init__(self, bucket: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
+                 access_key_id: str | None = None, secret_access_key: str | None = None,
+                 max_attempts: int = 5, multipart_threshold_bytes: int = MULTIPART_THRESHOLD_BYTES):
+        self.bucket, self.region, self.endpoint_url = bucket, region, endpoint_url
+        self._client = boto3.session.Session().client(
+            "s3", region_name=region, endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key, config=_client_config(max_attempts))
+        self._transfer = TransferConfig(multipart_threshold=multipart_threshold_bytes,
+                                        multipart_chunksize=max(multipart_threshold_bytes, 5 * 1024 * 1024),
+                                        max_concurrency=4)
+        self.multipart_threshold_bytes = multipart_threshold_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Store:
+        key = settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None
+        secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+        if not (key and secret):
+            key, secret = _env_credentials()
+        return cls(settings.s3_bucket, region=settings.s3_region, endpoint_url=settings.s3_endpoint_url,
+                   access_key_id=key, secret_access_key=secret, max_attempts=settings.s3_max_attempts)
+
+    @classmethod
+    def from_description(cls, d: dict) -> S3Store:
+        """Inverse of :meth:`describe`; credentials from the environment (module docstring order)."""
+        if d.get("backend") != "s3" or not d.get("bucket"):
+            raise ValueError(f"not an s3 store description: {d!r}")
+        key, secret = _env_credentials()
+        return cls(d["bucket"], region=d.get("region") or "us-east-1", endpoint_url=d.get("endpoint_url"),
+                   access_key_id=key, secret_access_key=secret)
+
+    def describe(self) -> dict:
+        return {"backend": "s3", "bucket": self.bucket, "region": self.region,
+                "endpoint_url": self.endpoint_url}
+
+    def _call(self, what: str, key: str, fn, **kw):
+        try:
+            return fn(Bucket=self.bucket, **kw)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if code in _NOT_FOUND or status == 404:
+                raise ObjectNotFound(f"no object at key {key!r} in bucket {self.bucket!r}") from e
+            if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+                raise TransientError(f"s3 {what} {key!r} in {self.bucket!r} failed: {code} ({status})") from e
+            raise
+        except BotoCoreError as e:
+            raise TransientError(f"s3 {what} {key!r} in {self.bucket!r} failed: {e}") from e
+
+    def get_bytes(self, key: str) -> bytes:
+        resp = self._call("get", key, self._client.get_object, Key=key)
+        try:
+            return resp["Body"].read()
+        except BotoCoreError as e:
+            raise TransientError(f"s3 get {key!r} in {self.bucket!r} failed while reading: {e}") from e
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        if len(data) < self.multipart_threshold_bytes:
+            self._call("put", key, self._client.put_object, Key=key, Body=data)
+        else:
+            try:
+                self._client.upload_fileobj(io.BytesIO(data), self.bucket, key, Config=self._transfer)
+            except (S3UploadFailedError, ClientError, BotoCoreError) as e:
+                raise TransientError(f"s3 multipart put {key!r} in {self.bucket!r} failed: {e}") from e
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head", key, self._client.head_object, Key=key)
+            return True
+        except ObjectNotFound:
+            return False
+
+    def size(self, key: str) -> int:
+        return int(self._call("head", key, self._client.head_object, Key=key)["ContentLength"])
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        try:
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield obj["Key"]
+        except ClientError as e:
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if status >= 500:
+                raise TransientError(f"s3 list {prefix!r} in {self.bucket!r} failed ({status})") from e
+            raise
+        except BotoCoreError as e:
+            raise TransientError(f"s3 list {prefix!r} in {self.bucket!r} failed: {e}") from e
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, self._client.delete_object, Key=key)
