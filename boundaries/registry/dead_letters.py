@@ -1,0 +1,70 @@
+"""Dead letters: jobs that exhausted their attempts or hit a permanent error, kept with their event,
+error, traceback summary and attempt history so operators can list, inspect, replay and purge them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from psycopg.types.json import Jsonb
+
+from boundaries.registry.db import Database
+
+
+class DeadLetters:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def add(self, *, job_id: str | None, event: dict, error_type: str, error_message: str,
+            traceback: str | None, attempts: list[dict]) -> str:
+        with self.db.connection() as c:
+            row = c.execute(
+                "INSERT INTO boundary_inference_dead_letters (job_id, video_id, tenant_id, cropped_frames_version,"
+                " model_version, event, error_type, error_message, traceback, attempts)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                (job_id, event["video_id"], event["tenant_id"], event["cropped_frames_version"],
+                 event["model_version"], Jsonb(event), error_type, error_message[:4000],
+                 (traceback or "")[-8000:], Jsonb(json.loads(json.dumps(attempts, default=str)))),
+            ).fetchone()
+            return str(row["id"])
+
+    def list(self, *, video_id: str | None = None, tenant_id: str | None = None, error_type: str | None = None,
+             older_than: datetime | None = None, newer_than: datetime | None = None,
+             include_replayed: bool = False, limit: int = 100) -> list[dict]:
+        where, args = [], []
+        for col, val in (("video_id", video_id), ("tenant_id", tenant_id), ("error_type", error_type)):
+            if val is not None:
+                where.append(f"{col} = %s")
+                args.append(val)
+        if older_than is not None:
+            where.append("created_at < %s")
+            args.append(older_than)
+        if newer_than is not None:
+            where.append("created_at >= %s")
+            args.append(newer_than)
+        if not include_replayed:
+            where.append("replayed_at IS NULL")
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        with self.db.connection() as c:
+            return c.execute(
+                "SELECT id, job_id, video_id, tenant_id, cropped_frames_version, model_version, error_type,"
+                f" error_message, created_at, replayed_at, replay_count FROM boundary_inference_dead_letters {clause}"
+                " ORDER BY created_at LIMIT %s", (*args, limit),
+            ).fetchall()
+
+    def get(self, dead_letter_id: str) -> dict | None:
+        with self.db.connection() as c:
+            return c.execute("SELECT * FROM boundary_inference_dead_letters WHERE id = %s",
+                             (dead_letter_id,)).fetchone()
+
+    def mark_replayed(self, dead_letter_id: str) -> None:
+        with self.db.connection() as c:
+            c.execute("UPDATE boundary_inference_dead_letters SET replayed_at = now(), replay_count ="
+                      " replay_count + 1 WHERE id = %s", (dead_letter_id,))
+
+    def purge(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        with self.db.connection() as c:
+            return c.execute("DELETE FROM boundary_inference_dead_letters WHERE id = ANY(%s::uuid[])",
+                             (ids,)).rowcount

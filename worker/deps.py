@@ -1,0 +1,51 @@
+"""Build the pipeline's dependencies from settings, once per worker process."""
+
+from __future__ import annotations
+
+import os
+
+from boundaries.registry.db import Database
+from boundaries.registry.dead_letters import DeadLetters
+from boundaries.registry.registry import Registry
+from boundaries.storage.factory import store_from_settings
+from config.settings import Settings
+from worker.pipeline import Deps
+
+
+def make_runner(settings: Settings):
+    if settings.runner == "modal":
+        from worker.runners.modal import ModalRunner
+
+        return ModalRunner.from_settings(settings)
+    from worker.runners.local import LocalRunner
+
+    return LocalRunner(settings.local_runner_workers)
+
+
+def database(settings: Settings) -> Database:
+    if settings.database_url is None:
+        raise ValueError("database_url is not set (BOUNDARIES_DATABASE_URL); the CLI starts an embedded PostgreSQL")
+    return Database(settings.database_url.get_secret_value(), settings.db_schema)
+
+
+class WorkerContext:
+    """Per-process deps (fork-aware: rebuilt in a new process)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pid = None
+        self._deps: Deps | None = None
+        self._dead_letters: DeadLetters | None = None
+
+    def deps(self) -> Deps:
+        if self._deps is None or self._pid != os.getpid():
+            db = database(self.settings)
+            self._deps = Deps(self.settings, Registry(db), store_from_settings(self.settings),
+                              make_runner(self.settings))
+            self._dead_letters = DeadLetters(db)
+            self._pid = os.getpid()
+        return self._deps
+
+    def dead_letters(self) -> DeadLetters:
+        self.deps()
+        return self._dead_letters

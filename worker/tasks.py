@@ -1,0 +1,94 @@
+"""Celery task: decode the message, bind context, call the pipeline, map errors to retry or fail.
+
+One function decides retry vs give up (:func:`handle`): permanent errors and the last attempt go to
+a dead letter (limit violations to a rejection row) and the job is marked failed; transient errors
+retry with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+
+import structlog
+from celery import Celery
+from pydantic import ValidationError
+
+from boundaries.errors import LimitExceeded, PermanentError
+from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
+from worker.deps import WorkerContext
+from worker.pipeline import process_video
+
+log = structlog.get_logger(__name__)
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": in [d/2, d], d = min(max_s, base_s * 2**(attempt-1))."""
+    d = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    return d / 2 + (rng or random).random() * d / 2
+
+
+def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
+    try:
+        event = JobEvent.model_validate(event_dict)
+    except ValidationError as e:
+        # Nothing to attach a job to; the producer validates before enqueueing, so this is a bug or tampering.
+        log.error("job.invalid_event", error=str(e)[:500])
+        return {"status": "invalid_event"}
+    deps = ctx.deps()
+    reg = deps.registry
+    job_id = event.job_id or reg.record_job(event)[0]
+    structlog.contextvars.bind_contextvars(job_id=job_id, video_id=event.video_id)
+    try:
+        attempt = reg.start_attempt(job_id)
+        if attempt is None:
+            log.info("job.already_finished")
+            return {"status": "skipped"}
+        try:
+            outcome = process_video(event, deps, job_id=job_id, attempt=attempt)
+        except LimitExceeded as e:
+            reg.add_rejection(video_id=event.video_id, tenant_id=event.tenant_id, rejection_type=e.rejection_type,
+                              message=str(e), frame_count=e.frame_count, estimated_cost_usd=e.estimated_cost_usd,
+                              cropped_frames_version=event.cropped_frames_version,
+                              model_version=event.model_version, priority=event.priority)
+            reg.finish_attempt(job_id, attempt, "rejected", e.rejection_type, str(e))
+            reg.fail_job(job_id, f"rejected ({e.rejection_type}): {e}")
+            log.warning("job.rejected", rejection_type=e.rejection_type, error=str(e))
+            return {"status": "rejected", "rejection_type": e.rejection_type}
+        except PermanentError as e:
+            _dead_letter(ctx, event, job_id, attempt, e)
+            return {"status": "dead_letter", "error_type": e.error_type}
+        except Exception as e:
+            s = deps.settings
+            if attempt >= s.max_attempts:
+                _dead_letter(ctx, event, job_id, attempt, e)
+                return {"status": "dead_letter", "error_type": getattr(e, "error_type", type(e).__name__)}
+            reg.finish_attempt(job_id, attempt, "retry", getattr(e, "error_type", type(e).__name__), str(e)[:2000])
+            delay = backoff_s(attempt, s.retry_backoff_base_s, s.retry_backoff_max_s)
+            log.warning("job.retry", attempt=attempt, countdown_s=round(delay, 2), error=str(e)[:500])
+            raise task.retry(countdown=delay, exc=e, max_retries=None, kwargs={"event": event.model_dump(
+                mode="json") | {"job_id": job_id}}) from e
+        reg.finish_attempt(job_id, attempt, "completed")
+        return {"status": "completed", "run_id": outcome.run_id, "results_key": outcome.results_key,
+                "pairs": outcome.total_pairs, "shards_computed": outcome.shards_computed,
+                "shards_reused": outcome.shards_reused}
+    finally:
+        structlog.contextvars.unbind_contextvars("job_id", "video_id")
+
+
+def _dead_letter(ctx: WorkerContext, event: JobEvent, job_id: str, attempt: int, exc: BaseException) -> None:
+    reg = ctx.deps().registry
+    error_type = getattr(exc, "error_type", type(exc).__name__)
+    reg.finish_attempt(job_id, attempt, "failed", error_type, str(exc)[:2000])
+    dl_id = ctx.dead_letters().add(
+        job_id=job_id, event=event.model_dump(mode="json") | {"job_id": job_id}, error_type=error_type,
+        error_message=f"{type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc, limit=8)), attempts=reg.attempts_of(job_id))
+    reg.fail_job(job_id, f"{error_type}: {exc}")
+    log.error("job.dead_letter", dead_letter_id=dl_id, error_type=error_type, error=str(exc)[:500], attempt=attempt)
+
+
+def register_tasks(app: Celery, ctx: WorkerContext) -> None:
+    @app.task(name=PROCESS_VIDEO_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def process_video_task(self, event: dict) -> dict:
+        return handle(self, event, ctx)
