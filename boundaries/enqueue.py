@@ -1,0 +1,172 @@
+"""The idempotent enqueue used by the webhook producer, the reconciler and the CLI.
+
+A job event is enqueued at most once per idempotency key ``(video_id, cropped_frames_version,
+model_version)`` (COMPAT.md §6):
+
+1. Redis ``SET NX`` on ``boundaries:dedupe:{db_schema}:{key}`` (TTL ``settings.dedupe_ttl_s``): a fast
+   filter for webhook bursts (three identical webhooks → one winner). Sources other than
+   ``webhook`` fall through to step 2 when the key exists, so a key left by a crashed producer
+   never hides work from the reconciler; ``replay`` skips the key altogether.
+2. ``Registry.record_job`` — the UNIQUE key in PostgreSQL is the source of truth. The job row is
+   written ``queued`` *before* the task is sent.
+3. ``send_task`` by name (``boundaries.process_video``) to the priority's queue, kwargs
+   ``{"event": event.model_dump(mode="json")}`` with ``job_id`` set.
+
+If Redis, the broker or the registry is unreachable, :class:`QueueUnavailable` (a TransientError)
+is raised and the half state of *this call* is undone (the job row it created, the dedupe key it
+set), so that a retry or the reconciler finds the event again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from boundaries.errors import TransientError
+from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from boundaries.registry.registry import Registry
+    from config.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_PENDING = "pending"
+
+
+class QueueUnavailable(TransientError):
+    """Redis, the Celery broker or the registry could not be reached; retry later (HTTP 503)."""
+
+    error_type = "queue_unavailable"
+
+
+@dataclass
+class EnqueueResult:
+    job_id: str | None
+    status: Literal["queued", "duplicate"]
+
+
+def dedupe_key(settings: Settings, event: JobEvent) -> str:
+    """Redis key of an event's dedupe marker (namespaced by the registry schema)."""
+    return f"boundaries:dedupe:{settings.db_schema}:{event.idempotency_key}"
+
+
+def _is_redis_error(e: BaseException) -> bool:
+    import redis
+
+    return isinstance(e, redis.exceptions.RedisError | OSError)
+
+
+def _is_broker_error(e: BaseException) -> bool:
+    import kombu.exceptions
+    import redis
+
+    return isinstance(e, kombu.exceptions.OperationalError | redis.exceptions.RedisError | OSError)
+
+
+def _is_db_error(e: BaseException) -> bool:
+    import psycopg
+    import psycopg_pool
+
+    return isinstance(e, psycopg.OperationalError | psycopg_pool.PoolTimeout)
+
+
+class Enqueuer:
+    """Idempotent enqueue of :class:`JobEvent` s. Thread-safe (redis-py, psycopg pool and Celery's
+    producer pool are); one instance per process."""
+
+    def __init__(self, settings: Settings, registry: Registry, redis_client: Any, celery_app: Celery):
+        self.settings = settings
+        self.registry = registry
+        self.redis = redis_client
+        self.celery = celery_app
+
+    def enqueue(self, event: JobEvent) -> EnqueueResult:
+        """Record and send ``event`` unless a job with its idempotency key exists.
+
+        Returns ``EnqueueResult(job_id, "queued")`` when a task was sent, else
+        ``EnqueueResult(job_id or None, "duplicate")``.
+
+        Raises:
+            QueueUnavailable: Redis / the broker / PostgreSQL unreachable; nothing of this call is left.
+        """
+        from config.celery_app import queue_for
+
+        key = dedupe_key(self.settings, event)
+        log_ = log.bind(idempotency_key=event.idempotency_key, source=event.source)
+        own_key = False
+        if event.source != "replay":
+            try:
+                own_key = bool(self.redis.set(key, _PENDING, nx=True, ex=self.settings.dedupe_ttl_s))
+                if not own_key and event.source == "webhook":
+                    held = self.redis.get(key)
+                    job_id = held.decode() if isinstance(held, bytes) else held
+                    return EnqueueResult(None if job_id in (None, _PENDING) else job_id, "duplicate")
+            except Exception as e:
+                if _is_redis_error(e):
+                    raise QueueUnavailable(f"Redis unreachable for dedupe key {key!r}: {e}") from e
+                raise
+
+        try:
+            job_id, created = self.registry.record_job(event)
+        except Exception as e:
+            self._forget(key, own_key)
+            if _is_db_error(e):
+                msg = f"registry unreachable recording job {event.idempotency_key}: {e}"
+                raise QueueUnavailable(msg) from e
+            raise
+        if not created:
+            if own_key:
+                self._remember(key, job_id)
+            return EnqueueResult(job_id, "duplicate")
+
+        queued = event.model_copy(update={"job_id": job_id})
+        queue = queue_for(self.settings, event.priority)
+        try:
+            self.celery.send_task(
+                PROCESS_VIDEO_TASK, kwargs={"event": queued.model_dump(mode="json")}, queue=queue,
+                retry=False,
+            )
+        except Exception as e:
+            self._undo_job(job_id, event)
+            self._forget(key, own_key)
+            if _is_broker_error(e):
+                msg = f"broker unreachable sending job {job_id} to queue {queue!r}: {e}"
+                raise QueueUnavailable(msg) from e
+            raise
+        if own_key:
+            self._remember(key, job_id)
+        log_.info("job.enqueued", job_id=job_id, queue=queue)
+        return EnqueueResult(job_id, "queued")
+
+    # --- undo helpers (best effort: the service may be the one that is down) ----------------------
+    def _remember(self, key: str, job_id: str) -> None:
+        try:
+            self.redis.set(key, job_id, ex=self.settings.dedupe_ttl_s)
+        except Exception as e:  # the pending marker still dedupes; not worth failing the request
+            log.warning("enqueue.dedupe_update_failed", key=key, error=str(e))
+
+    def _forget(self, key: str, own_key: bool) -> None:
+        if not own_key:
+            return
+        try:
+            self.redis.delete(key)
+        except Exception as e:
+            log.warning("enqueue.dedupe_delete_failed", key=key, error=str(e))
+
+    def _undo_job(self, job_id: str, event: JobEvent) -> None:
+        """Delete the job row this call created and never sent (a replayed job goes back to failed)."""
+        try:
+            with self.registry.db.connection() as c:
+                if event.source == "replay":
+                    c.execute("UPDATE boundary_inference_jobs SET status = 'failed', updated_at = now()"
+                              " WHERE id = %s AND status = 'queued'", (job_id,))
+                else:
+                    c.execute("DELETE FROM boundary_inference_jobs WHERE id = %s AND status = 'queued'",
+                              (job_id,))
+        except Exception as e:
+            log.error("enqueue.undo_failed", job_id=job_id, error=str(e))

@@ -1,0 +1,238 @@
+"""The producer's ASGI app: ``POST /webhooks/supabase`` → auth, validate, idempotent enqueue, 202.
+
+Responses (COMPAT.md §7: pg_net tries once, with a 1–5 s timeout, so answer in milliseconds):
+
+====  =====================================================================================
+401   ``Authorization`` missing or wrong; Standard Webhooks signature missing/stale/wrong
+413   body over ``settings.webhook_max_body_bytes``
+415   ``Content-Type`` not ``application/json``
+400   body is not JSON
+422   JSON of the wrong shape or types, ids that are not UUIDs
+202   ``{"status": "queued", "job_id": …}``
+200   ``{"status": "duplicate", "job_id": …, "reason": …}`` / ``{"status": "ignored", "reason": …}``
+503   Redis / broker / registry unreachable, with ``Retry-After`` (seconds)
+====  =====================================================================================
+
+Bad input never yields a 5xx. Also ``GET /healthz`` (process alive), ``GET /readyz`` (Redis and
+registry reachable, else 503) and ``GET /metrics`` (Prometheus text format).
+
+Run with ``uvicorn producer.app:app_from_env --factory`` (settings from ``BOUNDARIES_*`` env).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from boundaries.enqueue import Enqueuer, QueueUnavailable
+from boundaries.events import JobEvent
+from boundaries.model_versions import resolve_model_version
+from config.settings import Settings
+from producer.auth import Unauthorized, check_bearer, check_signature
+from producer.metrics import ProducerMetrics
+from producer.payload import WebhookEnvelope, select_event
+
+log = structlog.get_logger(__name__)
+
+RETRY_AFTER_S = 5
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, code: str, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.headers = status, code, reason, headers
+
+
+def _validation_reason(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors(include_url=False, include_input=False)[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)[:1000]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _Reject(413, "too_large", f"body of {int(declared)} bytes exceeds {limit} bytes")
+        except ValueError:
+            raise _Reject(400, "bad_request", "Content-Length is not an integer") from None
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise _Reject(415, "media_type", f"Content-Type must be application/json, got {content_type[:60]!r}")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _Reject(413, "too_large", f"body exceeds {limit} bytes")
+    except ClientDisconnect:
+        raise _Reject(400, "bad_request", "client disconnected while sending the body") from None
+    return bytes(body)
+
+
+def _parse(body: bytes) -> WebhookEnvelope:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _Reject(400, "bad_json", f"body is not JSON: {str(e)[:200]}") from None
+    try:
+        return WebhookEnvelope.model_validate(data)
+    except (ValidationError, RecursionError) as e:
+        reason = _validation_reason(e) if isinstance(e, ValidationError) else "body nested too deeply"
+        raise _Reject(422, "invalid_payload", reason) from None
+
+
+def create_app(settings: Settings, *, registry=None, redis_client=None, celery_app=None) -> FastAPI:
+    """Build the producer app; whatever is not given is built from ``settings``.
+
+    Args:
+        registry: a ``boundaries.registry.registry.Registry``; default from ``settings.database_url``
+            and ``settings.db_schema`` (its pool is closed on shutdown).
+        redis_client: a redis-py client (dedupe keys, readiness); default from ``settings.redis_url``.
+        celery_app: the Celery app used to ``send_task``; default ``make_celery(settings)``.
+
+    Raises:
+        ValueError: ``redis_url`` / ``database_url`` unset while the object is not given, or a
+            checkpoint is configured without ``model_version`` (see resolve_model_version).
+    """
+    owned: list[Any] = []
+    if registry is None:
+        from boundaries.registry.db import Database
+        from boundaries.registry.registry import Registry
+
+        if settings.database_url is None:
+            raise ValueError("database_url is not set (BOUNDARIES_DATABASE_URL); pass registry= or set it")
+        db = Database(settings.database_url.get_secret_value(), settings.db_schema, max_size=8)
+        registry = Registry(db)
+        owned.append(db)
+    if redis_client is None:
+        import redis
+
+        from config.celery_app import redis_py_url
+
+        if not settings.redis_url:
+            raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); pass redis_client= or set it")
+        redis_client = redis.Redis.from_url(redis_py_url(settings.redis_url), socket_timeout=2,
+                                            socket_connect_timeout=2)
+        owned.append(redis_client)
+    if celery_app is None:
+        from config.celery_app import make_celery
+
+        celery_app = make_celery(settings)
+    model_version = resolve_model_version(settings)
+    enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
+    metrics = ProducerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        for thing in owned:
+            thing.close()
+
+    app = FastAPI(title="caption-boundaries producer", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings, app.state.enqueuer, app.state.metrics = settings, enqueuer, metrics
+    app.state.registry, app.state.redis = registry, redis_client
+
+    def reject(e: _Reject) -> JSONResponse:
+        metrics.rejected.labels(e.code).inc()
+        log.info("webhook.rejected", status=e.status, code=e.code, reason=e.reason)
+        return JSONResponse({"status": "rejected", "reason": e.reason}, status_code=e.status,
+                            headers=e.headers)
+
+    async def handle(request: Request) -> JSONResponse:
+        try:
+            check_bearer(request.headers.get("authorization"), settings.webhook_secret)
+        except Unauthorized as e:
+            raise _Reject(401, "unauthorized", str(e), {"WWW-Authenticate": "Bearer"}) from None
+        body = await _read_body(request, settings.webhook_max_body_bytes)
+        if settings.webhook_hmac_secret is not None:
+            try:
+                check_signature(request.headers, body, settings.webhook_hmac_secret,
+                                tolerance_s=settings.webhook_timestamp_tolerance_s)
+            except Unauthorized as e:
+                raise _Reject(401, "bad_signature", str(e)) from None
+        env = _parse(body)
+        try:
+            sel = select_event(env, settings.webhook_tables)
+        except ValidationError as e:
+            raise _Reject(422, "invalid_payload", _validation_reason(e)) from None
+        if not sel.selected:
+            metrics.ignored.labels(sel.code).inc()
+            log.info("webhook.ignored", table=env.table, type=env.type, reason=sel.reason)
+            return JSONResponse({"status": "ignored", "reason": sel.reason}, status_code=200)
+        event = JobEvent(video_id=sel.video_id, tenant_id=sel.tenant_id, cropped_frames_version=sel.version,
+                         model_version=model_version, priority=settings.default_priority, source="webhook")
+        t0 = time.perf_counter()
+        try:
+            result = await run_in_threadpool(enqueuer.enqueue, event)
+        except QueueUnavailable as e:
+            log.warning("webhook.unavailable", error=str(e), video_id=event.video_id)
+            raise _Reject(503, "unavailable", "queue unavailable; retry later",
+                          {"Retry-After": str(RETRY_AFTER_S)}) from None
+        finally:
+            metrics.enqueue_latency.observe(time.perf_counter() - t0)
+        ctx = {"video_id": event.video_id, "version": event.cropped_frames_version, "job_id": result.job_id}
+        if result.status == "duplicate":
+            metrics.duplicate.inc()
+            log.info("webhook.duplicate", **ctx)
+            return JSONResponse({"status": "duplicate", "job_id": result.job_id,
+                                 "reason": "a job exists for this video version and model"}, status_code=200)
+        metrics.accepted.inc()
+        log.info("webhook.accepted", reason=sel.reason, **ctx)
+        return JSONResponse({"status": "queued", "job_id": result.job_id}, status_code=202)
+
+    @app.post("/webhooks/supabase")
+    async def supabase_webhook(request: Request) -> Response:
+        metrics.received.inc()
+        try:
+            return await handle(request)
+        except _Reject as e:
+            return reject(e)
+        except Exception:
+            log.exception("webhook.error")
+            metrics.rejected.labels("internal").inc()
+            return JSONResponse({"status": "error", "reason": "internal error"}, status_code=500)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        def probe() -> dict[str, bool]:
+            try:
+                redis_ok = bool(redis_client.ping())
+            except Exception:
+                redis_ok = False
+            return {"redis": redis_ok, "registry": registry.db.ping()}
+
+        checks = await run_in_threadpool(probe)
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", **checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=ProducerMetrics.content_type)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn ``--factory`` entry: settings from the ``BOUNDARIES_*`` environment."""
+    from config.logging import configure_logging
+
+    configure_logging()
+    return create_app(Settings())
