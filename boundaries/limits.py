@@ -23,7 +23,9 @@ def estimate(total_frames: int, *, pairs_per_s: float, gpu_hourly_usd: float, wa
     """
     pairs = max(total_frames - 1, 0)
     gpu_s = pairs / pairs_per_s
-    warning = f"{total_frames} frames is over the warning level of {warn_frames}" if total_frames > warn_frames else None
+    warning = None
+    if total_frames > warn_frames:
+        warning = f"{total_frames} frames is over the warning level of {warn_frames}"
     return Estimate(total_frames, pairs, gpu_s, gpu_s / 3600.0 * gpu_hourly_usd, warning)
 
 

