@@ -2,7 +2,7 @@
 
 * Checksums: ``request_checksum_calculation`` / ``response_checksum_validation`` =
   ``"when_required"`` (boto3 >= 1.36 defaults are rejected by S3-compatible stores).
-* Retries: botocore ``standard`` mode with ``max_attempts`` (settings.s3_max_attempts).
+* Retries: botocore ``standard`` mode, ``total_max_attempts`` = settings.s3_max_attempts (first try included).
 * Writes: one PutObject below ``multipart_threshold_bytes`` (8 MiB), else a multipart upload via
   ``upload_fileobj``. Both are atomic on S3: readers see the old object, the new one or none.
 * Listing: ``list_objects_v2`` paginator (1000 keys a page), lexicographic order.
@@ -37,7 +37,7 @@ def _client_config(max_attempts: int) -> Config:
     return Config(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=32,
         s3={"addressing_style": "path"},
     )
