@@ -55,6 +55,28 @@ def dedupe_key(settings: Settings, event: JobEvent) -> str:
     return f"boundaries:dedupe:{settings.db_schema}:{event.idempotency_key}"
 
 
+def fail_fast_redis(url: str):
+    """A redis-py client that fails within ~1 s when Redis is down (redis-py 8 retries with backoff
+    for seconds by default; pg_net waits 1–5 s for the whole webhook, COMPAT.md §7)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1))
+
+
+def fail_fast_celery(celery_app: Celery) -> Celery:
+    """Make ``send_task`` on ``celery_app`` fail in < 1 s when the broker is down (instead of ~6 s).
+
+    Only for a producer-side app: it shortens broker connect timeouts and retries. Returns the app.
+    """
+    conf = celery_app.conf
+    conf.broker_transport_options = {**(conf.broker_transport_options or {}), "socket_connect_timeout": 0.5,
+                                     "socket_timeout": 2, "max_retries": 0}
+    conf.broker_connection_timeout = 1
+    return celery_app
+
+
 def _is_redis_error(e: BaseException) -> bool:
     import redis
 
@@ -84,6 +106,23 @@ class Enqueuer:
         self.registry = registry
         self.redis = redis_client
         self.celery = celery_app
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Enqueuer:
+        """Build the registry (``database_url``, ``db_schema``), Redis client and Celery app from settings.
+
+        Raises:
+            ValueError: ``redis_url`` or ``database_url`` is not set.
+        """
+        from boundaries.registry.db import Database
+        from boundaries.registry.registry import Registry
+        from config.celery_app import make_celery, redis_py_url
+
+        if settings.database_url is None or not settings.redis_url:
+            raise ValueError("Enqueuer.from_settings needs redis_url and database_url (BOUNDARIES_*)")
+        registry = Registry(Database(settings.database_url.get_secret_value(), settings.db_schema))
+        client = fail_fast_redis(redis_py_url(settings.redis_url))
+        return cls(settings, registry, client, fail_fast_celery(make_celery(settings)))
 
     def enqueue(self, event: JobEvent) -> EnqueueResult:
         """Record and send ``event`` unless a job with its idempotency key exists.

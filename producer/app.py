@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from boundaries.enqueue import Enqueuer, QueueUnavailable
+from boundaries.enqueue import Enqueuer, QueueUnavailable, fail_fast_celery, fail_fast_redis
 from boundaries.events import JobEvent
 from boundaries.model_versions import resolve_model_version
 from config.settings import Settings
@@ -101,7 +101,8 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         registry: a ``boundaries.registry.registry.Registry``; default from ``settings.database_url``
             and ``settings.db_schema`` (its pool is closed on shutdown).
         redis_client: a redis-py client (dedupe keys, readiness); default from ``settings.redis_url``.
-        celery_app: the Celery app used to ``send_task``; default ``make_celery(settings)``.
+        celery_app: the Celery app used to ``send_task``; default ``make_celery(settings)`` made to
+            fail fast (:func:`boundaries.enqueue.fail_fast_celery`; apply it to an app you pass).
 
     Raises:
         ValueError: ``redis_url`` / ``database_url`` unset while the object is not given, or a
@@ -118,19 +119,16 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         registry = Registry(db)
         owned.append(db)
     if redis_client is None:
-        import redis
-
         from config.celery_app import redis_py_url
 
         if not settings.redis_url:
             raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); pass redis_client= or set it")
-        redis_client = redis.Redis.from_url(redis_py_url(settings.redis_url), socket_timeout=2,
-                                            socket_connect_timeout=2)
+        redis_client = fail_fast_redis(redis_py_url(settings.redis_url))
         owned.append(redis_client)
     if celery_app is None:
         from config.celery_app import make_celery
 
-        celery_app = make_celery(settings)
+        celery_app = fail_fast_celery(make_celery(settings))
     model_version = resolve_model_version(settings)
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
     metrics = ProducerMetrics()

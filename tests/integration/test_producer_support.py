@@ -14,7 +14,7 @@ import pytest
 import redis
 import uvicorn
 
-from boundaries.enqueue import Enqueuer
+from boundaries.enqueue import Enqueuer, fail_fast_celery, fail_fast_redis
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from config.celery_app import make_celery
@@ -92,8 +92,8 @@ def producer_factory(redis_url, pg_dsn, db_schema):
         db = Database(pg_dsn, db_schema)
         db.migrate()
         registry = Registry(db)
-        r = redis.Redis.from_url(redis_url)
-        celery_app = make_celery(settings)
+        r = fail_fast_redis(redis_url)
+        celery_app = fail_fast_celery(make_celery(settings))
         app = create_app(settings, registry=registry, redis_client=r, celery_app=celery_app)
         server = ServerThread(app).__enter__()
         p = Producer(server.url, settings, registry, r, app.state.enqueuer, app)

@@ -1,0 +1,72 @@
+"""The reconciler: finds the "frames cropped" events whose webhook never came (COMPAT.md §7: pg_net
+tries once, no retries, lost on a DB crash) and enqueues them.
+
+An active cropped-frames version of a live video with no job for the current model_version is
+enqueued with ``source="reconciler"`` through the same idempotent :class:`Enqueuer` as webhooks, so
+running it twice, or concurrently with webhooks, still yields one job per idempotency key.
+
+Scheduling: :func:`reconcile_forever` is a plain loop (``boundaries reconcile --loop`` or its own
+process); it runs once at start and then every ``settings.reconcile_interval_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import structlog
+
+from boundaries.errors import TransientError
+from boundaries.events import JobEvent
+from boundaries.model_versions import resolve_model_version
+
+if TYPE_CHECKING:
+    from boundaries.enqueue import Enqueuer
+    from boundaries.registry.registry import Registry
+    from config.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def reconcile(settings: Settings, registry: Registry, enqueuer: Enqueuer, *, limit: int = 1000) -> int:
+    """Enqueue up to ``limit`` active versions that have no job. Returns how many were queued.
+
+    Versions that turn out to have a job meanwhile (a webhook won the race) count as duplicates,
+    not as queued.
+
+    Raises:
+        TransientError (QueueUnavailable): Redis/broker/registry unreachable; the versions not yet
+            enqueued are found again on the next run.
+    """
+    model_version = resolve_model_version(settings)
+    rows = registry.active_versions_without_job(model_version, limit=limit)
+    queued = duplicates = 0
+    for row in rows:
+        event = JobEvent(video_id=str(row["video_id"]), tenant_id=str(row["tenant_id"]),
+                         cropped_frames_version=int(row["version"]), model_version=model_version,
+                         priority=settings.default_priority, source="reconciler")
+        result = enqueuer.enqueue(event)
+        if result.status == "queued":
+            queued += 1
+            log.info("reconcile.enqueued", video_id=event.video_id, version=event.cropped_frames_version,
+                     job_id=result.job_id)
+        else:
+            duplicates += 1
+    log.info("reconcile.completed", found=len(rows), queued=queued, duplicates=duplicates,
+             model_version=model_version)
+    return queued
+
+
+def reconcile_forever(settings: Settings, registry: Registry, enqueuer: Enqueuer, *,
+                      stop: threading.Event | None = None, interval_s: float | None = None,
+                      limit: int = 1000) -> None:
+    """Run :func:`reconcile` now and every ``interval_s`` (default ``settings.reconcile_interval_s``)
+    seconds until ``stop`` is set. Transient errors are logged and retried at the next tick."""
+    stop = stop or threading.Event()
+    interval = settings.reconcile_interval_s if interval_s is None else interval_s
+    while not stop.is_set():
+        try:
+            reconcile(settings, registry, enqueuer, limit=limit)
+        except TransientError as e:
+            log.warning("reconcile.failed", error=str(e), retry_in_s=interval)
+        stop.wait(interval)
