@@ -59,32 +59,42 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _minmax_filter(a: np.ndarray, k: int, axis: int, op) -> np.ndarray:
-    """Running min/max over a window of ``k`` (odd) pixels along ``axis``, edges replicated."""
+    """Running min/max over a window of ``k`` (odd) pixels along ``axis`` (1 or 2), edges replicated."""
     r = k // 2
     pad = [(0, 0)] * a.ndim
     pad[axis] = (r, r)
     p = np.pad(a, pad, mode="edge")
     n = a.shape[axis]
-    out = np.take(p, range(0, n), axis=axis).copy()
+
+    def sl(d: int) -> np.ndarray:
+        return p[:, d:d + n] if axis == 1 else p[:, :, d:d + n]
+
+    out = sl(0).copy()
     for d in range(1, k):
-        op(out, np.take(p, range(d, d + n), axis=axis), out=out)
+        op(out, sl(d), out=out)
     return out
+
+
+def _all_runs(m: np.ndarray, length: int) -> np.ndarray:
+    """``s[..., x] = all(m[..., x:x+length])`` along the last axis (width W - length + 1), by doubling."""
+    a, c = m, 1
+    while 2 * c <= length:
+        a = a[..., :-c] & a[..., c:]
+        c *= 2
+    if c < length:
+        a = a[..., : a.shape[-1] - (length - c)] & a[..., length - c:]
+    return a
 
 
 def _remove_long_runs(m: np.ndarray, length: int) -> np.ndarray:
     """``m`` without horizontal runs of True of at least ``length`` pixels (bool (N, H, W))."""
-    n, h, w = m.shape
-    if length >= w:
+    if length >= m.shape[2]:
         return m
-    c = np.zeros((n, h, w + 1), np.int32)
-    np.cumsum(m, axis=2, dtype=np.int32, out=c[:, :, 1:])
-    full = (c[:, :, length:] - c[:, :, :-length]) == length  # window starting at x, (n,h,w-length+1)
-    f = np.zeros((n, h, full.shape[2] + 1), np.int32)
-    np.cumsum(full, axis=2, dtype=np.int32, out=f[:, :, 1:])
-    x = np.arange(w)
-    hi = np.minimum(x + 1, full.shape[2])
-    lo = np.clip(x - length + 1, 0, full.shape[2])
-    covered = (f[:, :, hi] - f[:, :, lo]) > 0
+    starts = _all_runs(m, length)  # (N, H, W - length + 1)
+    padded = np.zeros(m.shape[:2] + (m.shape[2] + length - 1,), bool)
+    padded[:, :, length - 1: length - 1 + starts.shape[2]] = starts
+    # covered[x] = any(starts[x - length + 1 .. x]) = not all(not padded[x .. x + length - 1])
+    covered = ~_all_runs(~padded, length)
     return m & ~covered
 
 
@@ -116,7 +126,7 @@ class ClassicalDetector:
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
             raise PermanentError(f"frames must be uint8 (N>=2, H, W, 3), got {frames.dtype} {frames.shape}")
         p = self.params
-        w = frames.min(axis=3)
+        w = np.minimum(np.minimum(frames[..., 0], frames[..., 1]), frames[..., 2])
         f = max(1, -(-w.shape[2] // MAX_WORK_WIDTH))
         if f > 1:
             w = w[:, : w.shape[1] // f * f, : w.shape[2] // f * f]
@@ -128,8 +138,8 @@ class ClassicalDetector:
         m = (w - opened) > p.contrast  # opening <= w, so uint8 subtraction does not wrap
         m = _remove_long_runs(m, 4 * k)
         md = _dilate3(m)
-        inter_next = (m[:-1] & md[1:]).sum(axis=(1, 2))
-        inter_prev = (m[1:] & md[:-1]).sum(axis=(1, 2))
+        inter_next = np.count_nonzero(m[:-1] & md[1:], axis=(1, 2))
+        inter_prev = np.count_nonzero(m[1:] & md[:-1], axis=(1, 2))
         stable = np.maximum(np.append(inter_next, 0), np.insert(inter_prev, 0, 0)) / float(h * h)
         pres = np.log10(stable + 1e-4)
         if len(pres) >= 3:
@@ -137,7 +147,7 @@ class ClassicalDetector:
                                    pres[-1:]])
         union = m[:-1] | m[1:]
         changed = np.abs(w[:-1].astype(np.int16) - w[1:].astype(np.int16)) > p.diff_level
-        change = (union & changed).sum(axis=(1, 2)) / np.maximum(union.sum(axis=(1, 2)), 1)
+        change = np.count_nonzero(union & changed, axis=(1, 2)) / np.maximum(np.count_nonzero(union, axis=(1, 2)), 1)
         return pres, change
 
     @staticmethod

@@ -1,0 +1,68 @@
+"""Single-thread throughput of the classical detector on 480-px-wide caption bands.
+
+Usage: ``.venv/bin/python scripts/bench_detector.py [--height 48] [--width 480] [--window 256] [--repeats 5]``
+
+Frames: a panning colour gradient with noise, a synthetic caption on half of the frames. Prints the
+median pairs/s over ``repeats`` calls of ``predict`` on one window (target >= 500 pairs/s per core).
+Set OMP/OPENBLAS threads to 1 before numpy loads so the figure is per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from boundaries.layout_config import LayoutConfig  # noqa: E402
+from modal_gpu.detector import ClassicalDetector  # noqa: E402
+
+
+def make_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """``uint8 (n, h, w, 3)``: panning gradient + noise; white 2-px strokes on frames n/4..3n/4."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(w)
+    out = np.empty((n, h, w, 3), np.uint8)
+    strokes = np.zeros((h, w), bool)
+    for x0 in range(w // 5, 4 * w // 5, 12):
+        strokes[h // 3: 2 * h // 3, x0:x0 + 2] = True
+    for i in range(n):
+        g = (60 + 120 * ((x + 5 * i) % w) / w)[None, :, None] + rng.normal(0, 5, (h, w, 3))
+        out[i] = np.clip(g, 0, 255).astype(np.uint8)
+        if n // 4 <= i < 3 * n // 4:
+            out[i][strokes] = 250
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--height", type=int, default=48)
+    ap.add_argument("--width", type=int, default=480)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    frames = make_frames(args.window, args.height, args.width)
+    layout = LayoutConfig(frame_width=1280, frame_height=720, crop_left=0, crop_top=0, crop_right=args.width,
+                          crop_bottom=args.height, anchor_type="center", ocr_visualization_png=b"")
+    det = ClassicalDetector()
+    det.predict(frames, layout)  # warm-up
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        det.predict(frames, layout)
+        rates.append((args.window - 1) / (time.perf_counter() - t0))
+    print(f"{det.model_version}: {args.width}x{args.height} bands, window {args.window}: median "
+          f"{np.median(rates):.0f} pairs/s single thread (min {min(rates):.0f}, max {max(rates):.0f}, "
+          f"{args.repeats} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
