@@ -47,8 +47,10 @@ class CheckpointInfo:
 
 
 def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of the file's bytes (streamed, 1 MiB at a time)."""
+    """Hex sha256 of the file's bytes (streamed, 1 MiB at a time). Raises CheckpointError if absent."""
     h = hashlib.sha256()
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; upload it to the model volume first")
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)

@@ -129,3 +129,25 @@ def build_model(model_config: dict | None = None) -> ChannelFusionLoRA:
     kwargs = {k: cfg[k] for k in ("num_classes", "spatial_dim", "fusion_hidden_dim", "dropout",
                                   "lora_rank", "lora_alpha") if k in cfg}
     return ChannelFusionLoRA(**kwargs).eval()
+
+
+def randomize_for_tests_(model: ChannelFusionLoRA, seed: int = 0) -> ChannelFusionLoRA:
+    """Give ``model`` non-trivial LoRA ``B`` weights and BatchNorm statistics, in place (tests, benchmarks).
+
+    A fresh model has ``lora_B = 0`` and identity BatchNorms, which would let a wrong fold pass.
+    """
+    gen = torch.Generator().manual_seed(seed)
+
+    def uniform(t: torch.Tensor, lo: float, hi: float) -> None:
+        t.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
+
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, LoRAConv2d):
+                mod.lora_B.weight.copy_(torch.randn(mod.lora_B.weight.shape, generator=gen) * 0.02)
+            elif isinstance(mod, nn.BatchNorm2d):
+                uniform(mod.running_mean, -0.2, 0.2)
+                uniform(mod.running_var, 0.5, 1.5)
+                uniform(mod.weight, 0.5, 1.2)
+                uniform(mod.bias, -0.2, 0.2)
+    return model
