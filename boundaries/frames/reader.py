@@ -181,13 +181,17 @@ def iter_frames(store: ObjectStore, prefix: str, first: int, last: int, *, windo
                 r = refs[nxt]
                 pending[r] = pool.submit(_load, store, index.keys[r], r, first, last)
                 nxt += 1
+            short: dict[str, list[int]] = {}
             for r in [r for r in pending if wanted[r][0] <= b]:
                 cache[r] = pending.pop(r).result()
-                short = sorted(set(wanted[r]) - set(cache[r][0].tolist()))
-                if short:
-                    raise MissingFramesError(
-                        f"chunk {index.keys[r]!r} is short: {len(short)} frames missing: "
-                        f"{_summary(short)}; re-crop this video version", missing=short)
+                lost = sorted(set(wanted[r]) - set(cache[r][0].tolist()))
+                if lost:
+                    short[index.keys[r]] = lost
+            if short:
+                lost = sorted(i for v in short.values() for i in v)
+                raise MissingFramesError(
+                    f"{len(lost)} frames missing from short chunks {sorted(short)}: {_summary(lost)}; "
+                    "re-crop this video version", missing=lost)
             yield _assemble(cache, a, b)
             for r in [r for r in cache if wanted[r][-1] <= b]:
                 del cache[r]
