@@ -105,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     mv.set_defaults(func=cmd_model_version)
 
     from worker import cli_ops
+    from worker.upload_checkpoint import add_upload_command
 
     cli_ops.add_commands(sub)
+    add_upload_command(sub)
     return p
 
 

@@ -133,3 +133,93 @@ def test_method_runs_a_shard_locally(tmp_path):
     out = decode_output(store.get_bytes(req.output_key), 5, 30, CLASSICAL_MODEL_VERSION)
     assert out["forward"].shape == (25, 5)
     np.testing.assert_allclose(out["forward"].sum(axis=1), 1.0, atol=1e-4)
+
+
+# --- upload-checkpoint ----------------------------------------------------------------------------
+
+class FakeVolume:
+    """Stands in for ``modal.Volume`` (listdir, batch_upload(force) / put_file), holding files in a dict."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.uploads: list[tuple[str, bool]] = []
+
+    def listdir(self, path: str):
+        from modal.exception import NotFoundError
+        from modal.volume import FileEntry, FileEntryType
+
+        d = path.strip("/") + "/"
+        entries = [FileEntry(path=k.lstrip("/"), type=FileEntryType.FILE, mtime=0, size=len(v))
+                   for k, v in self.files.items() if k.lstrip("/").startswith(d)]
+        if not entries:
+            raise NotFoundError(f"No such file or directory: {path}")
+        return entries
+
+    def batch_upload(self, force: bool = False):
+        vol = self
+
+        class _Batch:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def put_file(self, local, remote):
+                if remote in vol.files and not force:
+                    raise FileExistsError(remote)
+                vol.files[remote] = Path(local).read_bytes()
+                vol.uploads.append((remote, force))
+
+        return _Batch()
+
+
+def _checkpoint(path: Path, run_id: str | None = "mrn0fkfd", weight: float = 1.0) -> Path:
+    import torch
+
+    torch.save({"model_state_dict": {"w": torch.full((2,), weight)}, "wandb_run_id": run_id}, path)
+    return path
+
+
+def test_upload_puts_checkpoint_under_its_model_version_and_refuses_overwrite(tmp_path):
+    import hashlib
+
+    from worker.upload_checkpoint import upload_checkpoint
+
+    # Given a checkpoint and an empty volume
+    ckpt = _checkpoint(tmp_path / "best.pt")
+    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    vol = FakeVolume()
+    # When it is uploaded
+    remote = upload_checkpoint(ckpt, volume=vol)
+    # Then it lands at /checkpoints/{wandb_run_id}_{sha256[:8]}.pt with the same bytes
+    assert remote == f"/checkpoints/mrn0fkfd_{sha[:8]}.pt"
+    assert vol.files[remote] == ckpt.read_bytes() and vol.uploads == [(remote, False)]
+    # And a second upload without force is refused, leaving the volume untouched
+    with pytest.raises(FileExistsError, match="--force"):
+        upload_checkpoint(ckpt, volume=vol)
+    assert vol.uploads == [(remote, False)]
+    # And with force it is overwritten
+    assert upload_checkpoint(ckpt, force=True, volume=vol) == remote
+    assert vol.uploads == [(remote, False), (remote, True)]
+
+
+def test_upload_rejects_a_checkpoint_without_run_id(tmp_path):
+    from boundaries.errors import CheckpointError
+    from worker.upload_checkpoint import upload_checkpoint
+
+    vol = FakeVolume()
+    with pytest.raises(CheckpointError, match="wandb_run_id"):
+        upload_checkpoint(_checkpoint(tmp_path / "x.pt", run_id=None), volume=vol)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        upload_checkpoint(tmp_path / "absent.pt", volume=vol)
+    assert vol.files == {}
+
+
+def test_cli_has_upload_command():
+    from worker.cli import build_parser
+    from worker.upload_checkpoint import cmd_upload
+
+    args = build_parser().parse_args(["upload-checkpoint", "m.pt", "--force"])
+    assert (args.func, args.checkpoint, args.force) == (cmd_upload, "m.pt", True)
+    assert build_parser().parse_args(["upload-checkpoint", "m.pt"]).force is False
