@@ -3,7 +3,8 @@
 Frames arrive in index order (0, 1, 2, ...). Each frame goes to the buffer of its level
 (:func:`boundaries.frames.layout.level_of`); a level's buffer is encoded and uploaded as soon as it
 holds 32 frames, and :meth:`ChunkWriter.close` flushes the last partial chunk of every level. At
-most 3 x 32 frames are held in memory at a time, whatever the video's length.
+most 3 x 32 frames are buffered plus ``max_pending`` chunks being encoded and uploaded in
+background threads (so decoding the source overlaps encoding), whatever the video's length.
 
 Encoding: WebM, ``libvpx-vp9``, CRF 30, ``b:v 0``, GOP 32, ``yuv420p``, 10 fps, native crop size.
 libvpx-vp9 encodes odd sizes (e.g. 402x27) natively (chroma planes are rounded up), so no resize
@@ -13,6 +14,8 @@ or padding happens; decoding returns exactly ``(height, width)``.
 from __future__ import annotations
 
 import io
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
@@ -67,7 +70,7 @@ class ChunkWriter:
     """
 
     def __init__(self, store: ObjectStore, prefix: str, width: int, height: int, *, crf: int = 30,
-                 gop: int = 32):
+                 gop: int = 32, encode_workers: int = 2, max_pending: int = 4):
         if width <= 0 or height <= 0:
             raise ValueError(f"crop size must be positive, got width={width} height={height}")
         self.store = store
@@ -78,6 +81,9 @@ class ChunkWriter:
         self._starts: dict[int, int] = {}
         self.chunks_written = 0
         self._closed = False
+        self._pool = ThreadPoolExecutor(max_workers=max(1, encode_workers), thread_name_prefix="chunk-enc")
+        self._pending: deque[Future] = deque()
+        self._max_pending = max(1, max_pending)
 
     def __enter__(self) -> ChunkWriter:
         return self
@@ -85,6 +91,8 @@ class ChunkWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        else:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def write(self, frame: np.ndarray) -> None:
         """Append the next frame (index = number of frames written so far)."""
@@ -107,16 +115,26 @@ class ChunkWriter:
         if not buf:
             return
         ref = ChunkRef(lvl, self._starts[lvl])
-        data = encode_chunk(buf, self.width, self.height, crf=self.crf, gop=self.gop)
+        self._pending.append(self._pool.submit(self._encode_put, ref, buf))
+        self._buffers[lvl] = []
+        while len(self._pending) > self._max_pending:
+            self._pending.popleft().result()  # re-raises encode/upload errors
+
+    def _encode_put(self, ref: ChunkRef, frames: list[np.ndarray]) -> None:
+        data = encode_chunk(frames, self.width, self.height, crf=self.crf, gop=self.gop)
         self.store.put_bytes(chunk_key(self.prefix, ref), data)
         self.chunks_written += 1
-        self._buffers[lvl] = []
 
     def close(self) -> int:
         """Flush the partial chunk of every level; returns the total number of frames written."""
         if not self._closed:
-            for lvl in LEVELS:
-                self._flush(lvl)
+            try:
+                for lvl in LEVELS:
+                    self._flush(lvl)
+                while self._pending:
+                    self._pending.popleft().result()
+            finally:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             self._closed = True
             log.info("frames.written", prefix=self.prefix, frames=self._next, chunks=self.chunks_written)
         return self._next

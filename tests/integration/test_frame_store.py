@@ -6,6 +6,7 @@ import io
 import threading
 import tracemalloc
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
@@ -183,11 +184,12 @@ def test_discovery_paginates_over_s3_both_templates_any_padding(moto_s3, s3_buck
     # Given > 1000 tiny fake chunk objects (only listing matters), mixed zero padding
     store = S3Store(s3_bucket, endpoint_url=moto_s3.endpoint_url)
     prefix = frames_prefix(template, str(uuid.uuid4()), str(uuid.uuid4()), 3)
-    refs = all_chunks(40_000)
+    refs = all_chunks(33_000)
     assert len(refs) > 1000
-    for j, c in enumerate(refs):
-        key = f"{prefix}modulo_{c.level}/chunk_{c.start}.webm" if j % 3 == 0 else chunk_key(prefix, c)
-        store.put_bytes(key, b"x")
+    keys = [f"{prefix}modulo_{c.level}/chunk_{c.start}.webm" if j % 3 == 0 else chunk_key(prefix, c)
+            for j, c in enumerate(refs)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: store.put_bytes(k, b"x"), keys))
     store.put_bytes(f"{prefix}modulo_1/README.txt", b"x")
     store.put_bytes(f"{prefix}modulo_1/chunk_0000000002.webm", b"x")  # not a chunk start: ignored
     # Then every chunk is indexed from the paginated listing
