@@ -1,0 +1,186 @@
+"""Load test of the producer: a burst of distinct "frames cropped" webhooks against uvicorn on loopback.
+
+Starts ``uvicorn producer.app:app_from_env --factory`` in a subprocess (real Redis and PostgreSQL,
+a fresh registry schema and unique queue names), sends ``--events`` distinct activations at
+``--rate`` events/s from an asyncio client, then prints accepted webhooks/s and p50/p99 latency
+(milliseconds, client-side, request start to response) and checks that exactly ``--events`` jobs
+were recorded and queued. Cleans up the schema, queues and dedupe keys afterwards.
+
+    .venv/bin/python scripts/load_webhooks.py --events 1000 --rate 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import httpx
+import psycopg
+import redis
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_s(pid: int) -> float:
+    """user + system CPU seconds of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _mean_enqueue_ms(base: str) -> float:
+    values = {}
+    for line in httpx.get(base + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("boundaries_webhook_enqueue_seconds_"):
+            name, value = line.split(" ", 1)
+            values[name] = float(value)
+    count = values.get("boundaries_webhook_enqueue_seconds_count", 0)
+    return 1000 * values.get("boundaries_webhook_enqueue_seconds_sum", 0) / count if count else float("nan")
+
+
+def _payload(i: int) -> dict:
+    video_id, tenant_id = str(uuid.uuid4()), str(uuid.uuid4())
+    rec = {"id": str(uuid.uuid4()), "video_id": video_id, "tenant_id": tenant_id, "version": 1 + i % 3,
+           "status": "active", "storage_prefix": f"{tenant_id}/{video_id}/cropped_frames_v1/",
+           "total_frames": 36000, "chunk_count": 1125, "frame_rate": 10}
+    return {"type": "UPDATE", "table": "cropped_frames_versions", "schema": "captionacc_production",
+            "record": rec, "old_record": {**rec, "status": "processing"}}
+
+
+async def _burst(url: str, secret: str, n: int, rate: float, concurrency: int
+                 ) -> tuple[list[float], list[float], list[int], float]:
+    """Open-loop schedule (request i is due at t0 + i/rate) served by ``concurrency`` connections.
+
+    Returns (latency ms from request start to response, lag ms of each start behind its schedule,
+    status codes, elapsed seconds).
+    """
+    payloads = [_payload(i) for i in range(n)]
+    latencies_ms, lags_ms, codes = [0.0] * n, [0.0] * n, [0] * n
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    todo: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        todo.put_nowait(i)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        await asyncio.gather(*(client.get(url.replace("/webhooks/supabase", "/healthz"))
+                               for _ in range(concurrency)))  # open the connections first
+        t0 = time.perf_counter()
+
+        async def worker() -> None:
+            while not todo.empty():
+                i = todo.get_nowait()
+                delay = t0 + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                start = time.perf_counter()
+                lags_ms[i] = max(0.0, -delay) * 1000
+                try:
+                    r = await client.post(url, json=payloads[i], headers=headers)
+                    codes[i] = r.status_code
+                except httpx.HTTPError:
+                    codes[i] = -1
+                latencies_ms[i] = (time.perf_counter() - start) * 1000
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return latencies_ms, lags_ms, codes, elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=200.0, help="events per second")
+    ap.add_argument("--concurrency", type=int, default=16, help="client connections")
+    ap.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--database-url",
+                    default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    args = ap.parse_args(argv)
+
+    tag = uuid.uuid4().hex[:10]
+    schema, secret, port = f"load_{tag}", uuid.uuid4().hex, _free_port()
+    queues = (f"load.{tag}.high", f"load.{tag}.low")
+    env = {**os.environ, "BOUNDARIES_REDIS_URL": args.redis_url, "BOUNDARIES_DATABASE_URL": args.database_url,
+           "BOUNDARIES_DB_SCHEMA": schema, "BOUNDARIES_WEBHOOK_SECRET": secret,
+           "BOUNDARIES_QUEUE_HIGH": queues[0], "BOUNDARIES_QUEUE_LOW": queues[1],
+           "BOUNDARIES_MODEL_VERSION": "loadtest_00000000", "PYTHONPATH": REPO}
+    sys.path.insert(0, REPO)
+    from boundaries.registry.db import Database
+
+    db = Database(args.database_url, schema)
+    db.migrate()
+    r = redis.Redis.from_url(args.redis_url)
+    log_file = tempfile.NamedTemporaryFile(prefix="load-webhooks-", suffix=".log", delete=False)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "producer.app:app_from_env", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=env, cwd=REPO, stdout=log_file, stderr=log_file,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                print(f"producer did not become ready; log: {log_file.name}", file=sys.stderr)
+                return 2
+            time.sleep(0.1)
+
+        cpu0 = _cpu_s(server.pid)
+        lat, lag, codes, elapsed = asyncio.run(
+            _burst(base + "/webhooks/supabase", secret, args.events, args.rate, args.concurrency))
+        server_cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / args.events
+        enqueue_ms = _mean_enqueue_ms(base)
+        accepted = sum(1 for c in codes if c == 202)
+        queued = sum(r.llen(q) for q in queues)
+        with psycopg.connect(args.database_url) as c:
+            jobs = c.execute(f"SELECT count(*) FROM {schema}.boundary_inference_jobs").fetchone()[0]
+        q = statistics.quantiles(lat, n=100, method="inclusive")
+        print(f"events sent          {args.events} at {args.rate:.0f}/s target over {elapsed:.2f} s")
+        print(f"accepted (202)       {accepted}  -> {accepted / elapsed:.1f} webhooks/s")
+        print(f"other status codes   {sorted({c for c in codes if c != 202})}")
+        print(f"latency ms           p50 {statistics.median(lat):.1f}  p90 {q[89]:.1f}  p99 {q[98]:.1f}  "
+              f"max {max(lat):.1f}")
+        print(f"server               {server_cpu_ms:.2f} ms CPU per webhook, mean enqueue {enqueue_ms:.2f} ms")
+        print(f"client lag ms        p99 {statistics.quantiles(lag, n=100)[98]:.1f} (start behind schedule)")
+        print(f"jobs recorded        {jobs}")
+        print(f"messages queued      {queued}")
+        ok = accepted == jobs == queued == args.events
+        print("RESULT", "OK" if ok else "MISMATCH", f"(p99 target < 50 ms: {'met' if q[98] < 50 else 'missed'})")
+        return 0 if ok else 1
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        r.delete(*queues)
+        for k in r.scan_iter(f"boundaries:dedupe:{schema}:*", count=1000):
+            r.delete(k)
+        db.close()
+        with psycopg.connect(args.database_url, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        log_file.close()
+        os.unlink(log_file.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
