@@ -70,3 +70,35 @@ def reconcile_forever(settings: Settings, registry: Registry, enqueuer: Enqueuer
         except TransientError as e:
             log.warning("reconcile.failed", error=str(e), retry_in_s=interval)
         stop.wait(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m producer.reconciler [--once] [--limit N] [--interval-s S]`` (settings from env)."""
+    import argparse
+
+    from boundaries.enqueue import Enqueuer
+    from config.logging import configure_logging
+    from config.settings import Settings
+
+    ap = argparse.ArgumentParser(description="Enqueue active cropped-frames versions that have no job.")
+    ap.add_argument("--once", action="store_true", help="run one pass and exit (default: loop)")
+    ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--interval-s", type=float, default=None)
+    args = ap.parse_args(argv)
+    configure_logging()
+    settings = Settings()
+    enqueuer = Enqueuer.from_settings(settings)
+    try:
+        if args.once:
+            print(reconcile(settings, enqueuer.registry, enqueuer, limit=args.limit))
+        else:
+            reconcile_forever(settings, enqueuer.registry, enqueuer, interval_s=args.interval_s, limit=args.limit)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        enqueuer.registry.db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
