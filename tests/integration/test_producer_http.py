@@ -221,3 +221,18 @@ def test_health_ready_and_metrics(producer_factory, video_id, tenant_id):
     assert "boundaries_webhooks_duplicate_total 1.0" in text
     assert 'boundaries_webhooks_ignored_total{reason="not_active"} 1.0' in text
     assert "boundaries_webhook_enqueue_seconds_count 2.0" in text
+
+
+def test_logs_name_the_outcome_and_never_the_secret(producer_factory, video_id, tenant_id):
+    from structlog.testing import capture_logs
+
+    p = producer_factory()
+    with capture_logs() as logs:
+        p.post(version_payload(video_id, tenant_id), secret=SECRET + "-wrong")
+        p.post(version_payload(video_id, tenant_id), headers={"Authorization": f"Bearer {SECRET}"})
+        p.post(version_payload(video_id, tenant_id, status="failed"))
+    events = [e["event"] for e in logs]
+    assert {"webhook.rejected", "webhook.accepted", "webhook.ignored"} <= set(events), events
+    rejected = next(e for e in logs if e["event"] == "webhook.rejected")
+    assert rejected["code"] == "unauthorized" and rejected["reason"]
+    assert SECRET not in repr(logs)
