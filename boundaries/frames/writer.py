@@ -14,6 +14,7 @@ or padding happens; decoding returns exactly ``(height, width)``.
 from __future__ import annotations
 
 import io
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
@@ -80,6 +81,7 @@ class ChunkWriter:
         self._buffers: dict[int, list[np.ndarray]] = {lvl: [] for lvl in LEVELS}
         self._starts: dict[int, int] = {}
         self.chunks_written = 0
+        self._count_lock = threading.Lock()
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=max(1, encode_workers), thread_name_prefix="chunk-enc")
         self._pending: deque[Future] = deque()
@@ -123,7 +125,8 @@ class ChunkWriter:
     def _encode_put(self, ref: ChunkRef, frames: list[np.ndarray]) -> None:
         data = encode_chunk(frames, self.width, self.height, crf=self.crf, gop=self.gop)
         self.store.put_bytes(chunk_key(self.prefix, ref), data)
-        self.chunks_written += 1
+        with self._count_lock:
+            self.chunks_written += 1
 
     def close(self) -> int:
         """Flush the partial chunk of every level; returns the total number of frames written."""
