@@ -217,3 +217,29 @@ def test_permanence_is_decided_by_type_name():
     Remote = type("CorruptChunkError", (Exception,), {})
     assert is_permanent(MissingFramesError("x")) and is_permanent(Remote("y"))
     assert not is_permanent(MissingFramesErrorRemote("z")) and not is_permanent(TimeoutError())
+
+
+def test_modal_runner_turns_a_failed_submission_into_a_transient_error(moto_s3, s3_bucket):
+    from modal.exception import ConnectionError as ModalConnectionError
+
+    store = S3Store(s3_bucket, endpoint_url=moto_s3.endpoint_url)
+    ok = lambda p: ShardSummary(shard_id=p["shard_id"], pairs=1, seconds=1, pairs_per_s=1, decode_s=0,  # noqa: E731
+                                model_s=0, output_key=p["output_key"]).model_dump()
+    fake = FakeModal(ok)
+    real_call = fake.__call__
+
+    def flaky(**params):  # the second submission cannot reach Modal
+        obj = real_call(**params)
+        if len(fake.params) == 2:
+            def refuse(payload):
+                raise ModalConnectionError("connection reset")
+
+            getattr(obj, METHOD_NAME).spawn = refuse
+        return obj
+
+    runner = ModalRunner("boundary-inference", cls_lookup=lambda: flaky)
+    reqs = [tiny_request(store, PREFIX, LAYOUT, a, a + 1) for a in range(3)]
+    results = runner.map(reqs)
+    fake.close()
+    assert [type(r) for r in results] == [ShardSummary, ShardError, ShardSummary]
+    assert not results[1].permanent and "connection reset" in results[1].message
