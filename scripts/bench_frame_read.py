@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=36_000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--window", type=int, default=256)
     args = ap.parse_args()
 
     import os
@@ -126,7 +127,7 @@ def main() -> None:
         t = time.perf_counter()
         n = 0
         checksum = 0
-        for batch in iter_frames(store, prefix, 0, total - 1, window=256, index=index,
+        for batch in iter_frames(store, prefix, 0, total - 1, window=args.window, index=index,
                                  max_workers=args.workers):
             n += len(batch.indices)
             checksum += int(batch.frames[:, 50, 640, 0].sum())

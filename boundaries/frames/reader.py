@@ -193,8 +193,13 @@ def iter_frames(store: ObjectStore, prefix: str, first: int, last: int, *, windo
                     f"{len(lost)} frames missing from short chunks {sorted(short)}: {_summary(lost)}; "
                     "re-crop this video version", missing=lost)
             yield _assemble(cache, a, b)
-            for r in [r for r in cache if wanted[r][-1] <= b]:
-                del cache[r]
+            for r in list(cache):  # drop what was yielded: whole chunks, or their consumed frames
+                idx, frames = cache[r]
+                keep = idx > b
+                if wanted[r][-1] <= b:
+                    del cache[r]
+                elif not keep.all():
+                    cache[r] = (idx[keep], [f for f, k in zip(frames, keep, strict=True) if k])
             while nxt < len(refs) and len(pending) < lookahead:  # prefetch while the caller works
                 r = refs[nxt]
                 pending[r] = pool.submit(_load, store, index.keys[r], r, first, last)
