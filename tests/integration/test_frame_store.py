@@ -239,3 +239,21 @@ def test_real_video_round_trip(real_data, tmp_path, tenant_id, video_id, rel, cr
 
     img = Image.open(io.BytesIO(parsed.ocr_visualization_png))
     assert img.size == (res.crop_width, res.crop_height)
+
+
+def test_ingest_rejects_bad_crop_and_anchor(real_data, tmp_path, tenant_id, video_id):
+    from boundaries.ingest import crop_pixels
+
+    assert crop_pixels((0.05, 0.78, 0.95, 0.99), 720, 538) == (36, 420, 684, 533)
+    with pytest.raises(ValueError, match="crop must be fractions"):
+        crop_pixels((0.5, 0.1, 0.4, 0.9), 720, 538)
+    with pytest.raises(ValueError, match="empty in pixels"):
+        crop_pixels((0.5, 0.1, 0.5004, 0.9), 720, 538)
+    video = real_data / "rapidvideocr/2.mp4"
+    with pytest.raises(ValueError, match="anchor must be one of"):
+        ingest_video(video, (0, 0.8, 1, 1), "middle", LocalStore(tmp_path), Settings(), tenant_id, video_id)
+    # max_frames stops early and the stored count matches
+    res = ingest_video(video, (0.1, 0.8, 0.9, 0.97), "left", LocalStore(tmp_path), Settings(), tenant_id,
+                       video_id, max_frames=12)
+    assert res.total_frames == 12 and discover_chunks(LocalStore(tmp_path), res.frames_prefix).total_frames(
+        LocalStore(tmp_path)) == 12
