@@ -132,9 +132,11 @@ def build_model(model_config: dict | None = None) -> ChannelFusionLoRA:
 
 
 def randomize_for_tests_(model: ChannelFusionLoRA, seed: int = 0) -> ChannelFusionLoRA:
-    """Give ``model`` non-trivial LoRA ``B`` weights and BatchNorm statistics, in place (tests, benchmarks).
+    """Give ``model`` non-trivial LoRA ``B`` weights, BatchNorm statistics and channel fusion, in place.
 
-    A fresh model has ``lora_B = 0`` and identity BatchNorms, which would let a wrong fold pass.
+    For tests and benchmarks: a fresh model has ``lora_B = 0``, identity BatchNorms and a channel
+    fusion that averages the three images (symmetric in frame1/frame2), which would let a wrong fold
+    or swapped directions pass unnoticed.
     """
     gen = torch.Generator().manual_seed(seed)
 
@@ -142,6 +144,7 @@ def randomize_for_tests_(model: ChannelFusionLoRA, seed: int = 0) -> ChannelFusi
         t.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
 
     with torch.no_grad():
+        model.channel_fusion.weight.copy_(torch.randn(model.channel_fusion.weight.shape, generator=gen) * 0.5)
         for mod in model.modules():
             if isinstance(mod, LoRAConv2d):
                 mod.lora_B.weight.copy_(torch.randn(mod.lora_B.weight.shape, generator=gen) * 0.02)

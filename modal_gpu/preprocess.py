@@ -15,6 +15,7 @@ value may differ by 1 grey level (<= 1/255/0.224 = 0.0175 after normalization; s
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,7 +254,9 @@ class FramePreprocessor:
         Raises:
             ValueError: ``frames`` is not ``uint8 (N, H, W, 3)``, or too narrow to resize.
         """
-        x = torch.as_tensor(frames)
+        with warnings.catch_warnings():  # read-only arrays (decoders, PIL) are only ever read here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.as_tensor(frames)
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"frames: expected uint8 (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
         n, height, width, _ = x.shape
