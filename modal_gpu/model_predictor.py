@@ -22,7 +22,7 @@ from boundaries.labels import NUM_LABELS
 from boundaries.layout_config import LayoutConfig
 from modal_gpu.checkpoint import load_checkpoint
 from modal_gpu.fuse import fuse_model
-from modal_gpu.model import ChannelFusionLoRA
+from modal_gpu.model import INPUT_HEIGHT, INPUT_WIDTH, ChannelFusionLoRA
 from modal_gpu.preprocess import FramePreprocessor
 from modal_gpu.spatial import spatial_features
 
@@ -124,13 +124,19 @@ class ModelPredictor:
         with torch.inference_mode():
             ocr = self.ocr_tensor(layout)
             spatial = torch.as_tensor(spatial_features(layout), device=self.device)[None]
-            prev: torch.Tensor | None = None  # last frame of the previous step, preprocessed once
+            # Frames p0..p1 of each step live in ``buf``; row 0 carries the previous step's last frame,
+            # so every frame is preprocessed exactly once.
+            buf = torch.empty((self.pairs_per_step + 1, 3, INPUT_HEIGHT, INPUT_WIDTH), device=self.device)
+            last = buf[0]
             for p0 in range(0, n_pairs, self.pairs_per_step):
                 p1 = min(p0 + self.pairs_per_step, n_pairs)
-                new = self.preprocess(np.ascontiguousarray(frames[p0 + (prev is not None):p1 + 1]),
-                                      layout.anchor_type)
-                x = new if prev is None else torch.cat([prev, new])
-                prev = x[-1:]
+                first = 0 if p0 == 0 else 1
+                if first:
+                    buf[0] = last
+                self.preprocess(np.ascontiguousarray(frames[p0 + first:p1 + 1]), layout.anchor_type,
+                                out=buf[first:p1 - p0 + 1])
+                last = buf[p1 - p0].clone()
+                x = buf[:p1 - p0 + 1]
                 a, b = x[:-1], x[1:]
                 logits = self._logits(ocr, torch.cat([a, b]), torch.cat([b, a]), spatial)
                 probs = torch.softmax(logits, dim=1).cpu().numpy()

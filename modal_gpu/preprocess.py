@@ -14,6 +14,7 @@ value may differ by 1 grey level (<= 1/255/0.224 = 0.0175 after normalization; s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from dataclasses import dataclass
@@ -170,6 +171,17 @@ class _Plan:
                                                      dtype)
 
 
+@contextlib.contextmanager
+def _no_tf32():
+    """TF32 matmuls (10-bit mantissa) would cost several grey levels; force full fp32 while resizing."""
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+
+
 def _round_u8(x: torch.Tensor) -> torch.Tensor:
     return x.add_(0.5).floor_().clamp_(0.0, 255.0)
 
@@ -200,12 +212,16 @@ class FramePreprocessor:
     """``uint8 (N, H, W, 3)`` RGB frames -> ``float32 (N, 3, 48, 480)`` ImageNet-normalized, on ``device``.
 
     ``dtype``: arithmetic of the resize (``float32`` default; ``float64`` is bit-exact vs Pillow).
-    ``block``: output columns per banded block of the horizontal pass (rows: half of it).
+    ``block``: output columns per banded block of the horizontal pass. ``chunk_frames``: frames per
+    internal step (default 16 on CPU, where cache-sized scratch buffers are ~1.7x faster; 256 on CUDA).
+    Not thread-safe (scratch buffers are reused).
     Plans (weights per input size and anchor) are cached, so a video's frames pay for them once.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, block: int = 32):
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, block: int = 32,
+                 chunk_frames: int | None = None):
         self.device = torch.device(device)
+        self.chunk_frames = chunk_frames or (256 if self.device.type == "cuda" else 16)
         self.dtype = dtype
         self.block = block
         self._plans: dict[tuple[int, int, str], _Plan] = {}
@@ -227,32 +243,43 @@ class FramePreprocessor:
             buf = self._work[name] = torch.empty(numel, dtype=self.dtype, device=self.device)
         return buf[:numel].view(shape)
 
-    def _fast(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        """Horizontal-first resize + normalize; ``x uint8 (N, H, W, 3)`` -> ``(N, 3, 48, G * g)`` float32."""
+    def _fast(self, x: torch.Tensor, plan: _Plan, out: torch.Tensor) -> None:
+        """Horizontal-first resize + normalize of ``x uint8 (N, H, W, 3)`` into ``out (N, 3, 48, 480)``."""
         n, height, width, _ = x.shape
         g, gv, n_h, n_v = plan.g, plan.gv, len(plan.h_starts), len(plan.v_starts)
         lh, lv = plan.hw.shape[2], plan.vw.shape[2]
-        xin = self._buffer("in", (n, 3, height, width))
-        xin.copy_(x.permute(0, 3, 1, 2))
-        rows = xin.view(n * 3 * height, width)
-        hb = self._buffer("h", (n_h, n * 3 * height, g))
+        c_lo, c_hi = min(plan.h_starts), max(plan.h_starts) + lh  # only the input columns the crop reads
+        xin = self._buffer("in", (height, n, 3, c_hi - c_lo))  # rows ordered (H, N, C): H leads later
+        xin.copy_(x[:, :, c_lo:c_hi].permute(1, 0, 3, 2))
+        rows = xin.view(height * n * 3, c_hi - c_lo)
+        hb = self._buffer("h", (n_h, height * n * 3, g))
         for b, lo in enumerate(plan.h_starts):
-            torch.mm(rows[:, lo:lo + lh], plan.hw[b].T, out=hb[b])
-        hv = _round_u8(hb).view(n_h, n * 3, height, g)
-        vb = self._buffer("v", (n_v, n_h, n * 3, gv, g))
-        for v, lo in enumerate(plan.v_starts):
-            torch.matmul(plan.vw[v], hv[:, :, lo:lo + lv], out=vb[v])
+            torch.mm(rows[:, lo - c_lo:lo - c_lo + lh], plan.hw[b].T, out=hb[b])
+        hv = _round_u8(hb).view(n_h, height, n * 3 * g)
+        vb = self._buffer("v", (n_v, n_h, gv, n * 3 * g))
+        for v, lo in enumerate(plan.v_starts):  # (gv, lv) @ (n_h, lv, N*3*g): wide GEMMs
+            torch.matmul(plan.vw[v], hv[:, lo:lo + lv], out=vb[v])
         _round_u8(vb)
-        out = torch.empty((n, 3, n_v, gv, n_h, g), dtype=torch.float32, device=self.device)
-        src = vb.view(n_v, n_h, n, 3, gv, g).permute(2, 3, 0, 4, 1, 5)
-        torch.addcmul(self._shift.view(1, 3, 1, 1, 1, 1), src, self._scale.view(1, 3, 1, 1, 1, 1), out=out)
-        return out.view(n, 3, INPUT_HEIGHT, n_h * g)
+        src = vb.view(n_v, n_h, gv, n, 3, g).permute(3, 4, 0, 2, 1, 5)
+        direct = plan.tile is None and plan.kept == n_h * g
+        res = out if direct else torch.empty((n, 3, INPUT_HEIGHT, n_h * g), device=self.device)
+        torch.addcmul(self._shift.view(1, 3, 1, 1, 1, 1), src, self._scale.view(1, 3, 1, 1, 1, 1),
+                      out=res.view(n, 3, n_v, gv, n_h, g))
+        if plan.tile is not None:
+            torch.index_select(res, 3, plan.tile, out=out)
+        elif not direct:
+            out.copy_(res[..., :plan.kept])
 
-    def __call__(self, frames: np.ndarray | torch.Tensor, anchor_type: str) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray | torch.Tensor, anchor_type: str,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
         """Preprocess a batch; ``anchor_type`` as in :func:`modal_gpu.preprocess_reference.anchor_resize`.
 
+        ``out``: optional contiguous ``float32 (N, 3, 48, 480)`` tensor on the device to write into
+        (reusing one saves the page faults of a fresh allocation); the result is returned either way.
+
         Raises:
-            ValueError: ``frames`` is not ``uint8 (N, H, W, 3)``, or too narrow to resize.
+            ValueError: ``frames`` is not ``uint8 (N, H, W, 3)``, or too narrow to resize; ``out`` of
+                another shape.
         """
         with warnings.catch_warnings():  # read-only arrays (decoders, PIL) are only ever read here
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -260,16 +287,24 @@ class FramePreprocessor:
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"frames: expected uint8 (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
         n, height, width, _ = x.shape
+        if out is not None and (tuple(out.shape) != (n, 3, INPUT_HEIGHT, INPUT_WIDTH) or not out.is_contiguous()
+                                or out.dtype != torch.float32):
+            raise ValueError(f"out: expected contiguous float32 ({n}, 3, 48, 480), got {out.dtype} {tuple(out.shape)}")
         plan = self._plan(height, width, anchor_type)
         x = x.to(self.device, non_blocking=True)
         if plan.fast:
-            out = self._fast(x, plan)
-            return out.index_select(3, plan.tile) if plan.tile is not None else out[..., :plan.kept]
+            if out is None:
+                out = torch.empty((n, 3, INPUT_HEIGHT, INPUT_WIDTH), device=self.device)
+            with _no_tf32():
+                for i in range(0, n, self.chunk_frames):  # chunks keep the scratch buffers cache-sized
+                    self._fast(x[i:i + self.chunk_frames], plan, out[i:i + self.chunk_frames])
+            return out
         x = x.permute(0, 3, 1, 2)
         x = x.to(self.dtype, memory_format=torch.contiguous_format)  # (N, 3, H, W), one pass
         x = x.reshape(n * 3, height, width)
-        x = _h_pass(_v_pass(x, plan), plan) if plan.vertical_first else _v_pass(_h_pass(x, plan), plan)
+        with _no_tf32():
+            x = _h_pass(_v_pass(x, plan), plan) if plan.vertical_first else _v_pass(_h_pass(x, plan), plan)
         x = x.reshape(n, 3, INPUT_HEIGHT, plan.kept)
         if plan.tile is not None:
             x = x.index_select(3, plan.tile)
-        return torch.addcmul(self._shift, x.to(torch.float32), self._scale)
+        return torch.addcmul(self._shift, x.to(torch.float32), self._scale, out=out)

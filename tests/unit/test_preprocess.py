@@ -132,3 +132,22 @@ def test_spatial_features_follow_compat():
 def test_spatial_features_fallbacks():
     got = spatial_features(_layout("center", fw=0, fh=0))
     np.testing.assert_allclose(got[3:], [0.5, 0.9, 0.5])
+
+
+@pytest.mark.parametrize("block", [32, 40])
+def test_out_buffer_gets_the_same_result(real_crops, block):
+    fast = FramePreprocessor(block=block)
+    for name, frames in real_crops.items():
+        want = fast(frames, "right")
+        out = torch.full((len(frames), 3, 48, 480), float("nan"))
+        got = fast(frames, "right", out=out)
+        assert got.data_ptr() == out.data_ptr(), name
+        assert torch.equal(out, want), name
+    with pytest.raises(ValueError, match="out"):
+        fast(frames, "left", out=torch.empty(1, 3, 48, 480))
+
+
+def test_chunked_equals_unchunked(real_crops):
+    for name, frames in real_crops.items():
+        want = FramePreprocessor(chunk_frames=16)(frames, "left")
+        assert torch.equal(FramePreprocessor(chunk_frames=2)(frames, "left"), want), name
