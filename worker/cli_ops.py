@@ -46,7 +46,7 @@ def cmd_worker(args) -> int:
     """exec a Celery worker on both priority queues with the environment's settings."""
     s = Settings()
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
-            f"{s.queue_high},{s.queue_low}", "-c", str(args.concurrency), "--pool", "prefork", "-l", args.loglevel]
+            f"{s.queue_high},{s.queue_low}", "--pool", "solo", "-l", args.loglevel]
     os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
     return 0  # pragma: no cover
 
@@ -147,8 +147,8 @@ def add_commands(sub) -> None:
     i.add_argument("--version", type=int, default=1)
     i.set_defaults(func=cmd_ingest)
 
-    w = sub.add_parser("worker", help="run a Celery worker (settings from BOUNDARIES_* environment)")
-    w.add_argument("--concurrency", type=int, default=1)
+    w = sub.add_parser("worker", help="run a Celery worker (settings from BOUNDARIES_* environment); one job at a"
+                       " time per worker process (solo pool) — scale by running more workers")
     w.add_argument("--loglevel", default="INFO")
     w.set_defaults(func=cmd_worker)
 

@@ -84,14 +84,15 @@ def start_producer(settings: Settings, stack: ExitStack) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def start_worker(settings: Settings, stack: ExitStack, log_path: Path, concurrency: int = 1) -> subprocess.Popen:
-    """A real Celery worker process on both priority queues (prefork pool, acks_late)."""
+def start_worker(settings: Settings, stack: ExitStack, log_path: Path) -> subprocess.Popen:
+    """A real Celery worker process on both priority queues (solo pool: one job at a time per worker
+    process, its shards fanned out by the runner; acks_late)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "ab")  # noqa: SIM115 - closed by the stack
     stack.callback(log_file.close)
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
-         f"{settings.queue_high},{settings.queue_low}", "-c", str(concurrency), "--pool", "prefork",
+         f"{settings.queue_high},{settings.queue_low}", "--pool", "solo",
          "-l", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
          "-n", f"boundaries-{uuid.uuid4().hex[:8]}@%h"],
         env=child_env(settings), stdout=log_file, stderr=subprocess.STDOUT,

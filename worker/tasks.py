@@ -89,6 +89,7 @@ def _dead_letter(ctx: WorkerContext, event: JobEvent, job_id: str, attempt: int,
 
 
 def register_tasks(app: Celery, ctx: WorkerContext) -> None:
-    @app.task(name=PROCESS_VIDEO_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    # max_retries=None: attempts are counted by the registry (settings.max_attempts), not by Celery.
+    @app.task(name=PROCESS_VIDEO_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def process_video_task(self, event: dict) -> dict:
         return handle(self, event, ctx)
