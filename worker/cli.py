@@ -84,6 +84,20 @@ def cmd_model_version(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from boundaries.evaluation import format_report
+    from worker.evaluate import evaluate
+
+    result = evaluate(Path(args.video), Path(args.labels), args.crop, args.anchor, checkpoint=args.checkpoint,
+                      labels_video=args.labels_video)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print(f"{result['video']} ({result['model_version']}, {result['pairs']} pairs)")
+        print(format_report(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="boundaries", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -103,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     mv = sub.add_parser("model-version", help="print {wandb_run_id}_{sha256[:8]} of a checkpoint")
     mv.add_argument("checkpoint")
     mv.set_defaults(func=cmd_model_version)
+
+    e = sub.add_parser("eval", help="score the production inference path against a label CSV")
+    e.add_argument("--video", required=True)
+    e.add_argument("--labels", required=True, help="CSV with frame,pair_label_prev_to_this[,video]")
+    e.add_argument("--labels-video", help="value of the CSV's video column (default: matched by path suffix)")
+    e.add_argument("--crop", type=parse_crop, required=True)
+    e.add_argument("--anchor", choices=("left", "center", "right"), default="center")
+    e.add_argument("--checkpoint")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
 
     from worker import cli_ops
     from worker.upload_checkpoint import add_upload_command
