@@ -5,10 +5,12 @@ Usage::
     .venv/bin/python scripts/eval_real.py [--data DIR] [--manifest eval/manifest.toml]
                                           [--cache-dir DIR] [--json OUT.json]
 
-For every entry of ``eval/manifest.toml``: decode at 10 fps with ffmpeg's ``fps=10`` filter (PyAV
-filter graph, as the labels were made), crop the caption band, round-trip through VP9 CRF 30
-(GOP 32, yuv420p; COMPAT.md §2) so frames look like what production decodes, then run the detector
-on windows of 256 frames overlapping by one frame (as the shard function calls ``predict``).
+For every entry of ``eval/manifest.toml``: ingest the video with the production path
+(:func:`boundaries.ingest.ingest_video`: ffmpeg ``fps=10`` filter as the labels were made, pixel
+crop, VP9 chunks + layout.db) into a LocalStore cached under ``--cache-dir``, then read it back with
+:func:`boundaries.frames.reader.iter_frames` in the windows :func:`modal_gpu.shard.predict_range`
+forms (256 frames + the previous window's last frame). The held-out video's final labels come from
+``predict_range`` itself and are checked against the windowed scores used for tuning.
 The detector's two thresholds are tuned by a small grid search on the OTHER videos only, then the
 held-out video is scored with :func:`boundaries.evaluation.score`. Prints one table.
 """
@@ -31,10 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from boundaries.evaluation import format_table, score  # noqa: E402
+from boundaries.frames.reader import iter_frames  # noqa: E402
+from boundaries.labels import LABELS  # noqa: E402
 from boundaries.layout_config import LayoutConfig  # noqa: E402
+from boundaries.storage.local import LocalStore  # noqa: E402
 from modal_gpu.detector import ClassicalDetector, DetectorParams  # noqa: E402
+from modal_gpu.shard import predict_range  # noqa: E402
 
 WINDOW = 256
+"""Frames per :func:`iter_frames` batch, as :func:`modal_gpu.shard.predict_range` reads them."""
+TENANT = "00000000-0000-4000-8000-000000000001"
+VIDEO = "00000000-0000-4000-8000-000000000002"
 PRESENCE_GRID = np.round(np.arange(-2.2, -0.49, 0.1), 2)  # DetectorParams.presence_log10
 CHANGE_GRID = np.round(np.arange(0.15, 0.76, 0.05), 2)  # DetectorParams.change_threshold
 
@@ -73,93 +82,46 @@ def load_labels(csv_path: Path, video: str | None) -> list[str]:
     return [r["pair_label_prev_to_this"] for r in rows[1:]]
 
 
-def decode_10fps(path: Path) -> np.ndarray:
-    """``uint8 (N, H, W, 3)`` RGB frames through ffmpeg's ``fps=10`` filter."""
-    import av
+def production_store(entry: Entry, data: Path, cache: Path) -> tuple[LocalStore, str, LayoutConfig, int]:
+    """Ingest ``entry`` into a LocalStore under ``cache`` once, as production stores it (COMPAT.md §1-3).
 
-    frames = []
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        g = av.filter.Graph()
-        src = g.add_buffer(template=s)
-        fps = g.add("fps", "10")
-        sink = g.add("buffersink")
-        src.link_to(fps)
-        fps.link_to(sink)
-        g.configure()
+    :func:`boundaries.ingest.ingest_video` decodes with ffmpeg's ``fps=10`` filter (the labels'
+    frame numbering), crops in pixels and writes VP9 modulo-16/4/1 chunks + ``layout.db``. Returns
+    ``(store, frames_prefix, layout parsed back from layout.db, total_frames)``.
+    """
+    from boundaries.frames.layoutdb import parse_layout_db
+    from boundaries.ingest import ingest_video
+    from config.settings import Settings
 
-        def drain() -> None:
-            while True:
-                try:
-                    frames.append(g.pull().to_ndarray(format="rgb24"))
-                except (av.BlockingIOError, av.EOFError):
-                    return
-
-        for fr in c.decode(s):
-            g.push(fr)
-            drain()
-        g.push(None)
-        drain()
-    return np.stack(frames)
+    key = hashlib.sha256(f"{entry.path}|{entry.crop}|{entry.anchor}|ingest".encode()).hexdigest()[:16]
+    root = cache / f"{entry.name}_{key}"
+    done = root / "ingest.json"
+    store = LocalStore(root / "store")
+    if not done.exists():
+        res = ingest_video(data / entry.path, entry.crop, entry.anchor, store, Settings(), TENANT, VIDEO)
+        done.write_text(json.dumps({"frames_prefix": res.frames_prefix, "layout_db_key": res.layout_db_key,
+                                    "total_frames": res.total_frames}))
+    meta = json.loads(done.read_text())
+    layout = parse_layout_db(store.get_bytes(meta["layout_db_key"]), source=meta["layout_db_key"])
+    return store, meta["frames_prefix"], layout, int(meta["total_frames"])
 
 
-def vp9_roundtrip(frames: np.ndarray, crf: int = 30, gop: int = 32) -> np.ndarray:
-    """Encode with libvpx-vp9 CRF ``crf`` (``-b:v 0``, yuv420p, 10 fps) in memory and decode back."""
-    import io
-
-    import av
-
-    n, h, w, _ = frames.shape
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="webm") as out:
-        st = out.add_stream("libvpx-vp9", rate=10)
-        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-        st.options = {"crf": str(crf), "b": "0", "g": str(gop), "deadline": "good", "cpu-used": "4"}
-        for f in frames:
-            for p in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    buf.seek(0)
-    with av.open(buf) as c:
-        dec = np.stack([fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)])
-    if dec.shape != frames.shape:
-        raise RuntimeError(f"VP9 round trip changed shape {frames.shape} -> {dec.shape}")
-    return dec
+def production_windows(store: LocalStore, prefix: str, total: int) -> list[np.ndarray]:
+    """The frame windows :func:`modal_gpu.shard.predict_range` passes to ``predict`` for a one-shard
+    run of the whole video: :func:`iter_frames` batches of WINDOW frames, each after the first
+    prefixed with the previous batch's last frame (the pair across the seam)."""
+    out, carry = [], None
+    for batch in iter_frames(store, prefix, 0, total - 1, window=WINDOW):
+        frames = batch.frames if carry is None else np.concatenate([carry[None], batch.frames])
+        if len(frames) >= 2:
+            out.append(frames)
+        carry = frames[-1].copy()
+    return out
 
 
-def band_frames(entry: Entry, data: Path, cache: Path) -> tuple[np.ndarray, LayoutConfig]:
-    """Production-like caption-band frames of one entry (cached under ``cache``)."""
-    key = hashlib.sha256(f"{entry.path}|{entry.crop}|vp9crf30g32".encode()).hexdigest()[:16]
-    f = cache / f"{entry.name}_{key}.npy"
-    full_shape_f = cache / f"{entry.name}_{key}.json"
-    if f.exists() and full_shape_f.exists():
-        bands = np.load(f)
-        fw, fh = json.loads(full_shape_f.read_text())
-    else:
-        full = decode_10fps(data / entry.path)
-        fh, fw = full.shape[1:3]
-        left, t, r, b = entry.crop
-        x0, y0, x1, y1 = round(left * fw), round(t * fh), round(r * fw), round(b * fh)
-        bands = vp9_roundtrip(np.ascontiguousarray(full[:, y0:y1, x0:x1]))
-        cache.mkdir(parents=True, exist_ok=True)
-        np.save(f, bands)
-        full_shape_f.write_text(json.dumps([fw, fh]))
-    left, t, r, b = entry.crop
-    layout = LayoutConfig(frame_width=fw, frame_height=fh, crop_left=round(left * fw), crop_top=round(t * fh),
-                          crop_right=round(r * fw), crop_bottom=round(b * fh), anchor_type=entry.anchor,
-                          ocr_visualization_png=b"")
-    return bands, layout
-
-
-def windowed_scores(det: ClassicalDetector, frames: np.ndarray, layout: LayoutConfig):
-    """Raw detector scores per window of WINDOW frames, consecutive windows sharing one frame."""
-    parts = []
-    start = 0
-    while start < len(frames) - 1:
-        parts.append(det.pair_scores(frames[start:start + WINDOW], layout))
-        start += WINDOW - 1
-    return parts
+def windowed_scores(det: ClassicalDetector, windows: list[np.ndarray], layout: LayoutConfig):
+    """Raw detector scores per production window."""
+    return [det.pair_scores(w, layout) for w in windows]
 
 
 def predict_labels(windows: list, params: DetectorParams) -> list[str]:
@@ -195,16 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     det = ClassicalDetector()
     videos = []
     for e in load_manifest(args.manifest):
-        frames, layout = band_frames(e, args.data, args.cache_dir)
+        store, prefix, layout, total = production_store(e, args.data, args.cache_dir)
         truth = load_labels(args.data / e.labels, e.labels_video)
-        if len(truth) != len(frames) - 1:
-            raise ValueError(f"{e.name}: {len(frames)} frames but {len(truth)} pair labels")
-        videos.append({"entry": e, "truth": truth, "scores": windowed_scores(det, frames, layout)})
+        if len(truth) != total - 1:
+            raise ValueError(f"{e.name}: {total} frames but {len(truth)} pair labels")
+        windows = production_windows(store, prefix, total)
+        videos.append({"entry": e, "truth": truth, "scores": windowed_scores(det, windows, layout),
+                       "store": (store, prefix, layout, total)})
 
     rows = []
     for i, v in enumerate(videos):
         params = tune([w for j, w in enumerate(videos) if j != i])
         pred = predict_labels(v["scores"], params)
+        store, prefix, layout, total = v["store"]
+        fwd, _ = predict_range(store, prefix, layout, 0, total - 1, ClassicalDetector(params))
+        if [LABELS[k] for k in fwd.argmax(axis=1)] != pred:  # the tuning shortcut must be what production does
+            raise RuntimeError(f"{v['entry'].name}: predict_range labels differ from the windowed scores")
         r = score(pred, v["truth"])
         r["name"], r["group"] = v["entry"].name, v["entry"].group
         r["params"] = {"presence_log10": params.presence_log10, "change_threshold": params.change_threshold}
