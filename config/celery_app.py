@@ -27,24 +27,59 @@ def redis_py_url(redis_url: str) -> str:
     return redis_url
 
 
+def check_timing(settings: Settings) -> None:
+    """Refuse timing settings that could run a job twice or lose it (all values in seconds).
+
+    Relations: runner deadlines (local, Modal) < task_soft_time_limit_s < task_time_limit_s <
+    visibility_timeout_s (a live job is never redelivered); heartbeat_interval_s < heartbeat_stale_s <
+    visibility_timeout_s (a dead worker's job is claimable when its message comes back);
+    retry_backoff_base_s <= retry_backoff_max_s < visibility_timeout_s (a retry held for its countdown
+    is not redelivered) and retry_backoff_max_s < sweep_queued_after_s (the sweep leaves waiting retries).
+
+    Raises:
+        ValueError: naming the two settings and their values.
+    """
+    s = settings
+    pairs = [
+        ("local_runner_deadline_s", s.local_runner_deadline_s, "task_soft_time_limit_s", s.task_soft_time_limit_s),
+        ("modal_call_deadline_s", s.modal_call_deadline_s, "task_soft_time_limit_s", s.task_soft_time_limit_s),
+        ("task_soft_time_limit_s", s.task_soft_time_limit_s, "task_time_limit_s", s.task_time_limit_s),
+        ("task_time_limit_s", s.task_time_limit_s, "visibility_timeout_s", s.visibility_timeout_s),
+        ("heartbeat_interval_s", s.heartbeat_interval_s, "heartbeat_stale_s", s.heartbeat_stale_s),
+        ("heartbeat_stale_s", s.heartbeat_stale_s, "visibility_timeout_s", s.visibility_timeout_s),
+        ("retry_backoff_max_s", s.retry_backoff_max_s, "visibility_timeout_s", s.visibility_timeout_s),
+        ("retry_backoff_max_s", s.retry_backoff_max_s, "sweep_queued_after_s", s.sweep_queued_after_s),
+    ]
+    for a, va, b, vb in pairs:
+        if not va < vb:
+            raise ValueError(f"{a} ({va}) must be below {b} ({vb}), else a job can run twice or be lost; "
+                             "see config/celery_app.check_timing")
+    if s.retry_backoff_base_s > s.retry_backoff_max_s:
+        raise ValueError(f"retry_backoff_base_s ({s.retry_backoff_base_s}) must not exceed retry_backoff_max_s "
+                         f"({s.retry_backoff_max_s})")
+
+
+def transport_options(settings: Settings) -> dict:
+    """Redis transport options shared by the broker and the result backend (one visibility timeout)."""
+    return {"visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": settings.broker_restore_interval_s, "unacked_restore_throttle": 1}
+
+
 def make_celery(settings: Settings) -> Celery:
+    """The Celery app. Raises ValueError when redis_url is unset or the timing is unsafe (:func:`check_timing`)."""
     if not settings.redis_url:
         raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); the CLI starts an embedded Redis")
-    if settings.visibility_timeout_s <= settings.task_time_limit_s:
-        raise ValueError(
-            f"visibility_timeout_s ({settings.visibility_timeout_s}) must exceed task_time_limit_s "
-            f"({settings.task_time_limit_s}), else a running job is redelivered to a second worker"
-        )
+    check_timing(settings)
     broker = celery_broker_url(settings.redis_url)
     app = Celery("boundaries", broker=broker, set_as_current=False)
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = transport_options(settings)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_acks_on_failure_or_timeout=True,
         broker_transport_options=transport,
-        result_backend_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=settings.task_soft_time_limit_s,

@@ -68,12 +68,29 @@ class Settings(BaseSettings):
     max_attempts: int = 5
     retry_backoff_base_s: float = 5.0
     retry_backoff_max_s: float = 600.0
+    """Cap of the retry countdown; below visibility_timeout_s (a held retry must not be redelivered)."""
+    broker_restore_interval_s: int = Field(60, ge=1)
+    """Seconds between a worker's scans for unacked messages older than the visibility timeout
+    (kombu ``unacked_restore_interval``, throttle 1): how soon a dead worker's job is redelivered."""
+    heartbeat_interval_s: float = Field(30.0, gt=0)
+    """A running job refreshes ``boundary_inference_jobs.heartbeat_at`` this often."""
+    heartbeat_stale_s: float = Field(300.0, gt=0)
+    """A running job whose heartbeat is older is abandoned: a redelivered message may claim it and
+    the sweep requeues it. Between heartbeat_interval_s and visibility_timeout_s."""
+    sweep_queued_after_s: float = Field(1800.0, gt=0)
+    """The sweep re-sends ``queued`` jobs untouched for this long (a message lost between recording
+    the job and sending it, or with a restarted Redis). Above retry_backoff_max_s."""
 
     # --- pipeline -------------------------------------------------------------------------------
     shard_pairs: int = Field(1000, ge=1)
     """Pairs per shard (fan-out granularity)."""
     runner: Literal["local", "modal"] = "local"
     local_runner_workers: int = Field(2, ge=1)
+    local_runner_deadline_s: float = Field(3600.0, gt=0)
+    """Seconds one LocalRunner.map call may take before unfinished shards are abandoned (transient
+    errors) and its processes killed; below task_time_limit_s (the solo pool enforces no time limit)."""
+    runner_factory: str | None = None
+    """``module:callable`` building a Runner from settings (overrides ``runner``; fault injection in tests)."""
     checkpoint_path: Path | None = None
     """A users' checkpoint (COMPAT.md §4). None: the built-in classical detector."""
     model_version: str | None = None

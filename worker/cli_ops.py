@@ -135,6 +135,25 @@ def cmd_reconcile(args) -> int:
         time.sleep(settings.reconcile_interval_s)
 
 
+def cmd_sweep(args) -> int:
+    """Requeue running jobs with stale heartbeats and re-send old queued jobs (boundaries/registry/liveness.py)."""
+    import time
+
+    from boundaries.registry.liveness import sweep
+    from config.celery_app import make_celery
+
+    settings = Settings()
+    reg, _ = _registry(settings)
+    app = make_celery(settings)
+    while True:
+        res = sweep(settings, reg, app)
+        print(json.dumps({"requeued_running": res.requeued_running, "resent_queued": res.resent_queued,
+                          "at": datetime.now(UTC).isoformat()}), flush=True)
+        if not args.loop:
+            return 0
+        time.sleep(settings.heartbeat_stale_s)
+
+
 def add_commands(sub) -> None:
     from worker.cli import parse_crop
 
@@ -161,6 +180,11 @@ def add_commands(sub) -> None:
     r.add_argument("--loop", action="store_true", help="repeat every reconcile_interval_s")
     r.add_argument("--limit", type=int, default=1000)
     r.set_defaults(func=cmd_reconcile)
+
+    sw = sub.add_parser("sweep", help="requeue running jobs whose worker vanished (stale heartbeat) and re-send"
+                        " queued jobs untouched for sweep_queued_after_s")
+    sw.add_argument("--loop", action="store_true", help="repeat every heartbeat_stale_s")
+    sw.set_defaults(func=cmd_sweep)
 
     d = sub.add_parser("dlq", help="dead letters: list, show, replay, purge")
     dsub = d.add_subparsers(dest="dlq_command", required=True)

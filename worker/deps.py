@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from boundaries.registry.db import Database
@@ -13,13 +14,24 @@ from worker.pipeline import Deps
 
 
 def make_runner(settings: Settings):
+    """The Runner of ``settings``: ``runner_factory`` (``module:callable`` called with the settings) when
+    set, else the Modal or local runner. Raises ValueError for a malformed or unimportable factory."""
+    if settings.runner_factory:
+        module, _, name = settings.runner_factory.partition(":")
+        if not module or not name:
+            raise ValueError(f"runner_factory must be 'module:callable', got {settings.runner_factory!r}")
+        try:
+            factory = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"runner_factory {settings.runner_factory!r} cannot be imported: {e}") from e
+        return factory(settings)
     if settings.runner == "modal":
         from worker.runners.modal import ModalRunner
 
         return ModalRunner.from_settings(settings)
     from worker.runners.local import LocalRunner
 
-    return LocalRunner(settings.local_runner_workers)
+    return LocalRunner(settings.local_runner_workers, deadline_s=settings.local_runner_deadline_s)
 
 
 def database(settings: Settings) -> Database:

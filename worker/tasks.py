@@ -2,7 +2,9 @@
 
 One function decides retry vs give up (:func:`handle`): permanent errors and the last attempt go to
 a dead letter (limit violations to a rejection row) and the job is marked failed; transient errors
-retry with capped exponential backoff and jitter.
+retry with capped exponential backoff and jitter (``max_attempts`` per round: a replayed dead letter
+gets a fresh budget). A message for a job that a live worker runs (fresh heartbeat) is retried later,
+without using an attempt; while a job runs, a :class:`Heartbeat` thread refreshes its heartbeat.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pydantic import ValidationError
 
 from boundaries.errors import LimitExceeded, PermanentError
 from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
+from boundaries.registry.liveness import Heartbeat
+from boundaries.registry.registry import JobBusy
 from worker.deps import WorkerContext
 from worker.pipeline import process_video
 
@@ -39,13 +43,22 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
     reg = deps.registry
     job_id = event.job_id or reg.record_job(event)[0]
     structlog.contextvars.bind_contextvars(job_id=job_id, video_id=event.video_id)
+    s = deps.settings
+    retry_kwargs = {"event": event.model_dump(mode="json") | {"job_id": job_id}}
     try:
-        attempt = reg.start_attempt(job_id)
+        try:
+            attempt = reg.start_attempt(job_id, stale_after_s=s.heartbeat_stale_s)
+        except JobBusy as e:
+            # A redelivered message (visibility timeout, sweep) of a job a live worker is running.
+            log.info("job.busy_elsewhere", countdown_s=s.heartbeat_stale_s / 2)
+            raise task.retry(countdown=s.heartbeat_stale_s / 2, exc=e, max_retries=None,
+                             kwargs=retry_kwargs) from e
         if attempt is None:
             log.info("job.already_finished")
             return {"status": "skipped"}
         try:
-            outcome = process_video(event, deps, job_id=job_id, attempt=attempt)
+            with Heartbeat(reg, job_id, attempt, s.heartbeat_interval_s):
+                outcome = process_video(event, deps, job_id=job_id, attempt=attempt)
         except LimitExceeded as e:
             reg.add_rejection(video_id=event.video_id, tenant_id=event.tenant_id, rejection_type=e.rejection_type,
                               message=str(e), frame_count=e.frame_count, estimated_cost_usd=e.estimated_cost_usd,
@@ -59,15 +72,13 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
             _dead_letter(ctx, event, job_id, attempt, e)
             return {"status": "dead_letter", "error_type": e.error_type}
         except Exception as e:
-            s = deps.settings
-            if attempt >= s.max_attempts:
+            if reg.attempts_since_replay(job_id, attempt) >= s.max_attempts:
                 _dead_letter(ctx, event, job_id, attempt, e)
                 return {"status": "dead_letter", "error_type": getattr(e, "error_type", type(e).__name__)}
             reg.finish_attempt(job_id, attempt, "retry", getattr(e, "error_type", type(e).__name__), str(e)[:2000])
             delay = backoff_s(attempt, s.retry_backoff_base_s, s.retry_backoff_max_s)
             log.warning("job.retry", attempt=attempt, countdown_s=round(delay, 2), error=str(e)[:500])
-            raise task.retry(countdown=delay, exc=e, max_retries=None, kwargs={"event": event.model_dump(
-                mode="json") | {"job_id": job_id}}) from e
+            raise task.retry(countdown=delay, exc=e, max_retries=None, kwargs=retry_kwargs) from e
         reg.finish_attempt(job_id, attempt, "completed")
         return {"status": "completed", "run_id": outcome.run_id, "results_key": outcome.results_key,
                 "pairs": outcome.total_pairs, "shards_computed": outcome.shards_computed,

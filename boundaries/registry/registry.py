@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from boundaries.errors import TransientError
 from boundaries.events import JobEvent
 from boundaries.registry.db import Database
 
@@ -19,6 +20,12 @@ RUN_NAMESPACE = uuid.UUID("6f1c1c9e-3f57-4c55-9d0a-7c1b0b7d2a10")
 def run_id_for(event_key: str) -> str:
     """Deterministic run id of a job: redelivery and retries write the same run and results key."""
     return str(uuid.uuid5(RUN_NAMESPACE, event_key))
+
+
+class JobBusy(TransientError):
+    """The job is running on another live worker (fresh heartbeat); try again later."""
+
+    error_type = "job_busy"
 
 
 class Registry:
@@ -103,28 +110,56 @@ class Registry:
                 " AND model_version = %s", (video_id, version, model_version),
             ).fetchone()
 
-    def start_attempt(self, job_id: str) -> int | None:
+    def start_attempt(self, job_id: str, *, stale_after_s: float | None = None) -> int | None:
         """Claim the job for one attempt: status ``running``, attempts + 1, a job_attempts row.
+
+        ``stale_after_s``: a ``running`` job is only taken over when its ``heartbeat_at`` is older
+        than this many seconds (its worker vanished); None takes it over unconditionally.
 
         Returns the attempt number, or None when the job is already completed or failed
         (a redelivered message of a finished job: nothing to do).
+
+        Raises:
+            JobBusy: the job is running with a fresh heartbeat (another live worker has it).
         """
         with self.db.connection() as c:
             row = c.execute(
                 "UPDATE boundary_inference_jobs SET status = 'running', attempts = attempts + 1,"
                 " started_at = COALESCE(started_at, now()), heartbeat_at = now(), updated_at = now()"
-                " WHERE id = %s AND status IN ('queued', 'running') RETURNING attempts",
-                (job_id,),
+                " WHERE id = %s AND (status = 'queued' OR (status = 'running' AND (%s::float8 IS NULL"
+                " OR heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %s::float8))))"
+                " RETURNING attempts",
+                (job_id, stale_after_s, stale_after_s),
             ).fetchone()
             if row is None:
+                job = c.execute("SELECT status, heartbeat_at FROM boundary_inference_jobs WHERE id = %s",
+                                (job_id,)).fetchone()
+                if job is not None and job["status"] == "running":
+                    raise JobBusy(f"job {job_id} is running with a fresh heartbeat ({job['heartbeat_at']}); "
+                                  "another worker has it")
                 return None
             c.execute("INSERT INTO boundary_inference_job_attempts (job_id, attempt) VALUES (%s, %s)",
                       (job_id, row["attempts"]))
             return int(row["attempts"])
 
-    def heartbeat(self, job_id: str) -> None:
+    def heartbeat(self, job_id: str, attempt: int | None = None) -> bool:
+        """Refresh ``heartbeat_at`` of a running job (of ``attempt`` only, when given). Returns
+        False when the job is no longer running that attempt (taken over or finished)."""
         with self.db.connection() as c:
-            c.execute("UPDATE boundary_inference_jobs SET heartbeat_at = now() WHERE id = %s", (job_id,))
+            return c.execute(
+                "UPDATE boundary_inference_jobs SET heartbeat_at = now() WHERE id = %s AND status = 'running'"
+                " AND (%s::int IS NULL OR attempts = %s::int)", (job_id, attempt, attempt),
+            ).rowcount == 1
+
+    def attempts_since_replay(self, job_id: str, attempt: int) -> int:
+        """Attempts of the current round: ``attempt`` minus the last attempt that ended the job
+        (``failed``/``rejected``) before a replay. The retry budget (settings.max_attempts) is per round."""
+        with self.db.connection() as c:
+            row = c.execute(
+                "SELECT COALESCE(max(attempt), 0) AS last FROM boundary_inference_job_attempts"
+                " WHERE job_id = %s AND attempt < %s AND outcome IN ('failed', 'rejected')", (job_id, attempt),
+            ).fetchone()
+            return attempt - int(row["last"])
 
     def finish_attempt(self, job_id: str, attempt: int, outcome: str, error_type: str | None = None,
                        error_message: str | None = None) -> None:
