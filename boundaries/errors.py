@@ -57,6 +57,9 @@ class MissingFramesError(PermanentError):
         super().__init__(message)
         self.missing = sorted(missing or [])
 
+    def __reduce__(self):  # survive pickling across process pools and Modal with all fields
+        return (type(self), (self.args[0], self.missing))
+
 
 class CorruptChunkError(PermanentError):
     error_type = "corrupt_chunk"
@@ -64,6 +67,9 @@ class CorruptChunkError(PermanentError):
     def __init__(self, message: str, key: str = ""):
         super().__init__(message)
         self.key = key
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.key))
 
 
 class LimitExceeded(PermanentError):
@@ -77,6 +83,9 @@ class LimitExceeded(PermanentError):
         self.rejection_type = rejection_type
         self.frame_count = frame_count
         self.estimated_cost_usd = estimated_cost_usd
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.rejection_type, self.frame_count, self.estimated_cost_usd))
 
 
 class CheckpointError(PermanentError):
@@ -100,3 +109,6 @@ class ShardFailed(TransientError):
     def __init__(self, message: str, failed: dict[str, str] | None = None):
         super().__init__(message)
         self.failed = dict(failed or {})
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.failed))
