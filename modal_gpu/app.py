@@ -149,11 +149,11 @@ class BoundaryInference:
         (Wasabi), write the shard output there, return ``ShardSummary.model_dump()`` — pairs, seconds,
         pairs/s, decode and model seconds, peak GPU memory in bytes.
 
-        Raises whatever :func:`modal_gpu.shard.run_shard` raises (boundaries ``PermanentError`` subclasses
-        for bad input; the runner maps them by type name)."""
-        from modal_gpu.shard import run_shard
+        A boundaries ``PermanentError`` (bad input) is returned as ``{"permanent_error": …}`` so that
+        ``modal.Retries`` does not retry it; transient errors raise (and are retried)."""
+        from modal_gpu.shard import run_shard_remote
 
-        return run_shard(request, self.predictor)
+        return run_shard_remote(request, self.predictor)
 
 
 @app.function(gpu=SETTINGS.modal_gpu, timeout=300)

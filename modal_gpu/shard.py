@@ -93,6 +93,19 @@ def run_shard(request: ShardRequest | dict, predictor: PairPredictor | None = No
     return summary.model_dump()
 
 
+def run_shard_remote(request: dict, predictor: PairPredictor | None = None) -> dict:
+    """:func:`run_shard` for a remote container: a ``PermanentError`` comes back as data,
+    ``{"permanent_error": {"error_type", "message"}}``, so Modal's retry policy (which retries every
+    exception) does not repeat work that cannot succeed. Transient errors still raise."""
+    from boundaries.errors import PermanentError
+
+    try:
+        return run_shard(request, predictor)
+    except PermanentError as e:
+        log.warning("shard.permanent_error", error_type=e.error_type, error=str(e)[:500])
+        return {"permanent_error": {"error_type": e.error_type, "message": f"{type(e).__name__}: {e}"[:2000]}}
+
+
 def _gpu_stats() -> tuple[int, str]:
     import sys
 

@@ -86,9 +86,9 @@ class FakeModal:
 
     @staticmethod
     def _run_shard(payload):
-        from modal_gpu.shard import run_shard
+        from modal_gpu.shard import run_shard_remote  # what BoundaryInference.run_boundary_inference_batch runs
 
-        return run_shard(payload)
+        return run_shard_remote(payload)
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)

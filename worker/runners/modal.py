@@ -140,7 +140,12 @@ class ModalRunner:
 
     def _collect(self, req: ShardRequest, call: Any, deadline: float) -> ShardSummary | ShardError:
         try:
-            return ShardSummary.model_validate(call.get(timeout=max(0.0, deadline - time.monotonic())))
+            result = call.get(timeout=max(0.0, deadline - time.monotonic()))
+            if isinstance(result, dict) and "permanent_error" in result:
+                pe = result["permanent_error"]
+                log.warning("shard.failed", shard_id=req.shard_id, error_type=pe["error_type"], permanent=True)
+                return ShardError(req.shard_id, pe["error_type"], pe["message"], permanent=True)
+            return ShardSummary.model_validate(result)
         except TimeoutError:  # FunctionCall.get: no output before the deadline
             _cancel(call)
             return ShardError(req.shard_id, "deadline_exceeded",
