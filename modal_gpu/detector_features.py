@@ -16,6 +16,8 @@ MAX_WORK_WIDTH = 720
 """Bands wider than this (pixels) are downsampled by an integer factor before analysis."""
 CORE_SHARE = 0.2
 """A frame's stable-stroke core counts for change when it holds at least this share of its strokes."""
+MIN_GLYPH_HEIGHT = 6
+"""Shortest vertical run (pixels, in the 3x3-dilated stroke mask) a stroke pixel must lie on."""
 FLOOR = 1e-4
 """Added to presence fractions before log10 (the log of an empty mask)."""
 
@@ -48,16 +50,15 @@ def _all_runs(m: np.ndarray, length: int) -> np.ndarray:
     return a
 
 
-def _remove_long_runs(m: np.ndarray, length: int) -> np.ndarray:
-    """``m`` without horizontal runs of True of at least ``length`` pixels (bool (N, H, W))."""
-    if length >= m.shape[2]:
-        return m
-    starts = _all_runs(m, length)  # (N, H, W - length + 1)
+def _in_long_runs(m: np.ndarray, length: int) -> np.ndarray:
+    """Pixels of bool ``(N, A, B)`` ``m`` inside a run of True of at least ``length`` along the last axis."""
+    if length > m.shape[2]:
+        return np.zeros_like(m)
+    starts = _all_runs(m, length)  # (N, A, B - length + 1)
     padded = np.zeros(m.shape[:2] + (m.shape[2] + length - 1,), bool)
     padded[:, :, length - 1: length - 1 + starts.shape[2]] = starts
     # covered[x] = any(starts[x - length + 1 .. x]) = not all(not padded[x .. x + length - 1])
-    covered = ~_all_runs(~padded, length)
-    return m & ~covered
+    return ~_all_runs(~padded, length)
 
 
 def dilate3(m: np.ndarray) -> np.ndarray:
@@ -84,12 +85,16 @@ def grey(frames: np.ndarray) -> np.ndarray:
 def text_mask(w: np.ndarray, contrast: int) -> np.ndarray:
     """Bright thin strokes of grey ``w`` (uint8 (N, h, w)): white top-hat with a ``k x k`` square,
     ``k ~ h / 12`` (odd, >= 5), above ``contrast`` grey levels, minus horizontal runs >= ``4k`` px
-    (picture edges, letterbox lines). bool ``(N, h, w)``."""
+    (picture edges, letterbox lines), keeping only pixels on a vertical run of at least
+    MIN_GLYPH_HEIGHT px of the 3x3-dilated mask (glyphs have height; thin horizontal lines and
+    dashes do not). bool ``(N, h, w)``."""
     k = max(5, round(w.shape[1] / 12)) | 1
     opened = _minmax_filter(_minmax_filter(w, k, 2, np.minimum), k, 1, np.minimum)
     opened = _minmax_filter(_minmax_filter(opened, k, 2, np.maximum), k, 1, np.maximum)
     m = (w - opened) > contrast  # opening <= w, so uint8 subtraction does not wrap
-    return _remove_long_runs(m, 4 * k)
+    m &= ~_in_long_runs(m, 4 * k)
+    tall = _in_long_runs(np.ascontiguousarray(dilate3(m).transpose(0, 2, 1)), MIN_GLYPH_HEIGHT)
+    return m & tall.transpose(0, 2, 1)
 
 
 def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,7 @@ WINDOW = 256
 """Frames per :func:`iter_frames` batch, as :func:`modal_gpu.shard.predict_range` reads them."""
 TENANT = "00000000-0000-4000-8000-000000000001"
 VIDEO = "00000000-0000-4000-8000-000000000002"
-PRESENCE_GRID = np.round(np.arange(-2.2, -0.49, 0.1), 2)  # DetectorParams.presence_log10
+PRESENCE_GRID = np.round(np.arange(-3.0, -0.49, 0.1), 2)  # DetectorParams.presence_log10
 CHANGE_GRID = np.round(np.arange(0.15, 0.76, 0.05), 2)  # DetectorParams.change_threshold
 
 
