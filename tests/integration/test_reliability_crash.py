@@ -1,0 +1,164 @@
+"""Issue 7, crashes: kill -9 of a shard process mid-shard and of the Celery worker's main process
+mid-job (message redelivered after the visibility timeout to a new worker), and the stuck-job sweep.
+Each ends with the job completed once: one run row, one results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack, suppress
+
+import psycopg
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.faults import FAST_TIMING, counters, read_counts, set_faults, synthetic_video
+from tests.integration.harness import e2e_settings, open_stack
+from worker.embedded import child_env
+
+SLOW = "tests.integration.faults:slow_local"
+
+
+@pytest.fixture
+def make_stack(redis_url, pg_dsn, db_schema, moto_s3, s3_bucket, tmp_path):
+    with ExitStack() as es:
+        def make(**overrides):
+            settings = e2e_settings(redis_url=redis_url, pg_dsn=pg_dsn, db_schema=db_schema, tmp_path=tmp_path,
+                                    s3_endpoint=moto_s3.endpoint_url, s3_bucket=s3_bucket,
+                                    **(FAST_TIMING | overrides))
+            return open_stack(settings, es)
+        yield make
+
+
+@pytest.fixture
+def shard_pids(redis_url, db_schema):
+    """Pids of shard processes the test's runners started; any still alive at the end are killed."""
+    key = f"faults:{db_schema}:pids"
+    yield lambda: [int(p) for p in counters({"counter_redis_url": redis_url}).lrange(key, 0, -1)]
+    for pid in {int(p) for p in counters({"counter_redis_url": redis_url}).lrange(key, 0, -1)}:
+        with suppress(ProcessLookupError, FileNotFoundError):
+            if b"multiprocessing" in open(f"/proc/{pid}/cmdline", "rb").read():  # noqa: SIM115
+                os.kill(pid, signal.SIGKILL)
+
+
+def _wait(cond, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not within {timeout_s} s")
+
+
+def _new_video(s, frames=40):
+    tenant, vid = str(uuid.uuid4()), str(uuid.uuid4())
+    res = synthetic_video(s.store, s.settings, tenant, vid, frames=frames)
+    s.registry.upsert_video(vid, tenant, 1)
+    return tenant, vid, res
+
+
+def _one_run_one_file(s, pg_dsn, schema, tenant, vid):
+    with psycopg.connect(pg_dsn) as c:
+        runs = c.execute(f"SELECT wasabi_storage_key FROM {schema}.boundary_inference_runs WHERE video_id = %s",
+                         (vid,)).fetchall()
+    files = list(s.store.list_keys(f"videos/{tenant}/{vid}/boundaries/"))
+    assert len(runs) == 1 and files == [runs[0][0]], (runs, files)
+
+
+def test_kill_9_of_a_shard_process_mid_shard(make_stack, monkeypatch, redis_url, pg_dsn, db_schema, shard_pids):
+    # given: 4 shards of ~1.5 s each in one spawned shard process
+    cfg = set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=1.5)
+    s = make_stack(runner_factory=SLOW)
+    tenant, vid, res = _new_video(s)
+    s.start_worker()
+    s.post(s.activate(tenant, vid, res))
+
+    # when: the shard process is killed while its second shard runs
+    _wait(lambda: len(shard_pids()) >= 2, 60, "second shard started")
+    victim = shard_pids()[1]
+    os.kill(victim, signal.SIGKILL)
+    job = s.wait_job(vid, timeout_s=60)
+
+    # then: the job retried in a new pool and completed; the finished first shard was not recomputed
+    assert job["status"] == "completed", job["error_message"]
+    assert job["attempts"] == 2
+    calls, computed = read_counts(cfg, "calls"), read_counts(cfg, "computed")
+    assert sorted(calls.values()) == [1, 1, 1, 2]  # only the killed shard ran twice
+    assert set(computed.values()) == {1} and len(computed) == 4
+    assert victim not in shard_pids()[2:]
+    _one_run_one_file(s, pg_dsn, db_schema, tenant, vid)
+
+
+def test_kill_9_of_the_worker_main_process_mid_job(make_stack, monkeypatch, redis_url, pg_dsn, db_schema,
+                                                    shard_pids):
+    # given: a job of 4 shards x 1.5 s (~6 s, below the 12 s visibility timeout) on worker A
+    cfg = set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=1.5)
+    s = make_stack(runner_factory=SLOW)
+    tenant, vid, res = _new_video(s)
+    worker_a = s.start_worker("a")
+    posted_at = time.monotonic()
+    s.post(s.activate(tenant, vid, res))
+    _wait(lambda: len(read_counts(cfg, "computed")) >= 1, 60, "first shard computed")
+
+    # when: worker A's main process is killed (its message stays unacked in Redis); worker B starts
+    worker_a.send_signal(signal.SIGKILL)
+    worker_a.wait(10)
+    done_by_a = read_counts(cfg, "computed")
+    s.start_worker("b")
+    job = s.wait_job(vid, timeout_s=90)
+
+    # then: B got the message back after the visibility timeout, claimed the abandoned job (stale
+    # heartbeat) and completed it, reusing the shards A had finished
+    assert job["status"] == "completed", job["error_message"]
+    assert time.monotonic() - posted_at >= s.settings.visibility_timeout_s  # redelivered, not re-sent early
+    assert job["attempts"] == 2
+    assert [a["outcome"] for a in s.registry.attempts_of(job["id"])] == [None, "completed"]  # A never finished
+    calls = read_counts(cfg, "calls")
+    assert len(calls) == 4 and done_by_a
+    assert all(calls[k] == 1 for k in done_by_a)  # shards A finished were not recomputed by B
+    _one_run_one_file(s, pg_dsn, db_schema, tenant, vid)
+
+
+def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack, monkeypatch, redis_url, pg_dsn,
+                                                                       db_schema, shard_pids):
+    # given: job X recorded but never sent (producer crashed before send_task), job Y left 'running' by
+    # a vanished worker (stale heartbeat), job Z running on a live worker elsewhere (fresh heartbeat)
+    from boundaries.events import JobEvent
+
+    set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=0.0)
+    s = make_stack(runner_factory=SLOW)
+    ids = {}
+    for name in "XYZ":
+        tenant, vid, res = _new_video(s, frames=20)
+        s.activate(tenant, vid, res)
+        ids[name] = (vid, s.registry.record_job(JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1,
+                                                         model_version="classical-v1"))[0])
+    s.registry.start_attempt(ids["Y"][1])
+    s.registry.start_attempt(ids["Z"][1])
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute(f"UPDATE {db_schema}.boundary_inference_jobs SET updated_at = now() - interval '1 minute'"
+                  " WHERE id = %s", (ids["X"][1],))
+        c.execute(f"UPDATE {db_schema}.boundary_inference_jobs SET heartbeat_at = now() - interval '1 minute'"
+                  " WHERE id = %s", (ids["Y"][1],))
+    s.start_worker()
+
+    # when
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "sweep"], env=child_env(s.settings), cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+
+    # then: X and Y are sent and complete; Z (live) is left alone
+    assert out.returncode == 0, out.stderr
+    swept = json.loads(out.stdout)
+    assert swept["requeued_running"] == [ids["Y"][1]] and swept["resent_queued"] == [ids["X"][1]]
+    for name in "XY":
+        job = s.wait_job(ids[name][0], timeout_s=60)
+        assert job["status"] == "completed", job["error_message"]
+    assert s.registry.get_job(ids["Z"][1])["status"] == "running"
+    attempts = s.registry.attempts_of(ids["Y"][1])
+    assert [(a["attempt"], a["outcome"]) for a in attempts] == [(1, "abandoned"), (2, "completed")]
