@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-MAX_WORK_WIDTH = 720
-"""Bands wider than this (pixels) are downsampled by an integer factor before analysis."""
+WORK_HEIGHT = 64
+"""Bands at least twice this tall (pixels) are downsampled by ``h // WORK_HEIGHT`` (strokes stay >= 2 px)."""
+MAX_WORK_WIDTH = 1440
+"""Bands wider than this (pixels) are downsampled further, by an integer factor (bounds the cost)."""
 CORE_SHARE = 0.2
 """A frame's stable-stroke core counts for change when it holds at least this share of its strokes."""
 MIN_GLYPH_HEIGHT = 6
@@ -73,9 +75,10 @@ def dilate3(m: np.ndarray) -> np.ndarray:
 
 
 def grey(frames: np.ndarray) -> np.ndarray:
-    """``min(R, G, B)`` as uint8 ``(N, h, w)``, downsampled by an integer factor to <= MAX_WORK_WIDTH px."""
+    """``min(R, G, B)`` as uint8 ``(N, h, w)``, box-downsampled by an integer factor
+    ``max(1, H // WORK_HEIGHT, ceil(W / MAX_WORK_WIDTH))``."""
     w = np.minimum(np.minimum(frames[..., 0], frames[..., 1]), frames[..., 2])
-    f = max(1, -(-w.shape[2] // MAX_WORK_WIDTH))
+    f = max(1, w.shape[1] // WORK_HEIGHT, -(-w.shape[2] // MAX_WORK_WIDTH))
     if f > 1:
         w = w[:, : w.shape[1] // f * f, : w.shape[2] // f * f]
         w = w.reshape(w.shape[0], w.shape[1] // f, f, w.shape[2] // f, f).mean(axis=(2, 4)).astype(np.uint8)
