@@ -51,7 +51,7 @@ class DetectorParams:
     presence_scale: float = 0.12
     """Logistic width of presence evidence, in log10 units."""
     change_threshold: float = 0.45
-    """Lost fraction of stable strokes at which change evidence is even."""
+    """Lost fraction of a frame's stable strokes at which "lost" evidence is even."""
     change_scale: float = 0.05
     q_switch: float = 0.05
     """Prior probability per pair that a caption starts or ends."""
@@ -67,44 +67,51 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
 
 
-def _pair_posteriors(pp: np.ndarray, pc: np.ndarray, params: DetectorParams) -> np.ndarray:
+def _pair_posteriors(pp: np.ndarray, pl: np.ndarray, params: DetectorParams) -> np.ndarray:
     """Pair marginals ``(N-1, 5)`` in LABELS order of a 2-state (empty / caption) chain over the window.
 
     Frame evidence: presence probability ``pp`` (N,) read as a likelihood ratio against a flat prior.
-    Pair factor: empty->empty ``1 - q_switch``, empty->caption and caption->empty ``q_switch``,
-    caption->caption ``(1 - q_switch) ((1 - q_change)(1 - pc) [same] + q_change pc [different])``.
-    Forward-backward (scaled) gives exact marginals of the five pair classes given the whole window.
+    Pair evidence ``pl`` (N-1, 2): probability that the first / second frame's stable strokes are
+    lost in the other frame (0.5 = no evidence). Pair factors, switch prior ``qs``, change ``qc``:
+    same ``(1-qs)(1-qc)(1-la)(1-lb)``, different ``(1-qs) qc la lb``, empty_empty ``(1-qs)/4``
+    (losses say nothing about clutter), empty_valid ``qs (1-la) lb``, valid_empty ``qs la (1-lb)``.
+    Forward-backward (scaled) gives exact marginals of the five pair classes given the window.
     """
     eps = 1e-6
     e1 = np.clip(pp.astype(np.float64), eps, 1 - eps)
     e0 = 1.0 - e1
     qs, qc = params.q_switch, params.q_change
-    pcd = np.clip(pc.astype(np.float64), eps, 1 - eps)
-    f_same = (1 - qs) * (1 - qc) * (1 - pcd)
-    f_diff = (1 - qs) * qc * pcd
+    la = np.clip(pl[:, 0], eps, 1 - eps)
+    lb = np.clip(pl[:, 1], eps, 1 - eps)
+    f_same = (1 - qs) * (1 - qc) * (1 - la) * (1 - lb)
+    f_diff = (1 - qs) * qc * la * lb
+    f_ee = np.full(len(la), (1 - qs) / 4)
+    f_ev = qs * (1 - la) * lb
+    f_ve = qs * la * (1 - lb)
     f11 = f_same + f_diff
     n = len(e1)
     a0, a1, b0, b1 = [0.0] * n, [0.0] * n, [1.0] * n, [1.0] * n
     e0l, e1l, f11l = e0.tolist(), e1.tolist(), f11.tolist()
+    eel, evl, vel = f_ee.tolist(), f_ev.tolist(), f_ve.tolist()
     x0, x1 = 0.5 * e0l[0], 0.5 * e1l[0]
     s = x0 + x1
     a0[0], a1[0] = x0 / s, x1 / s
     for i in range(n - 1):
-        y0 = (a0[i] * (1 - qs) + a1[i] * qs) * e0l[i + 1]
-        y1 = (a0[i] * qs + a1[i] * f11l[i]) * e1l[i + 1]
+        y0 = (a0[i] * eel[i] + a1[i] * vel[i]) * e0l[i + 1]
+        y1 = (a0[i] * evl[i] + a1[i] * f11l[i]) * e1l[i + 1]
         s = y0 + y1
         a0[i + 1], a1[i + 1] = y0 / s, y1 / s
     for i in range(n - 2, -1, -1):
         u0, u1 = e0l[i + 1] * b0[i + 1], e1l[i + 1] * b1[i + 1]
-        z0 = (1 - qs) * u0 + qs * u1
-        z1 = qs * u0 + f11l[i] * u1
+        z0 = eel[i] * u0 + evl[i] * u1
+        z1 = vel[i] * u0 + f11l[i] * u1
         s = z0 + z1
         b0[i], b1[i] = z0 / s, z1 / s
     a0v, a1v = np.array(a0[:-1]), np.array(a1[:-1])
     t0 = e0[1:] * np.array(b0[1:])
     t1 = e1[1:] * np.array(b1[1:])
-    out = np.stack([a1v * f_same * t1, a1v * f_diff * t1, a0v * (1 - qs) * t0,
-                    a0v * qs * t1, a1v * qs * t0], axis=1)
+    out = np.stack([a1v * f_same * t1, a1v * f_diff * t1, a0v * f_ee * t0,
+                    a0v * f_ev * t1, a1v * f_ve * t0], axis=1)
     return out / out.sum(axis=1, keepdims=True)
 
 
@@ -117,7 +124,8 @@ class ClassicalDetector:
         self.params = params or DetectorParams()
 
     def pair_scores(self, frames: np.ndarray, layout: LayoutConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw window scores: ``(presence (N,) float64 log10, change (N-1,) float64 in [0, 1])``.
+        """Raw window scores: ``(presence (N,) float64 log10, lost (N-1, 2) float64 in [0, 1] or NaN)``
+        (see :func:`modal_gpu.detector_features.window_features`).
 
         Raises:
             PermanentError: ``frames`` is not ``uint8 (N, H, W, 3)`` with N >= 2.
@@ -130,10 +138,11 @@ class ClassicalDetector:
     def probabilities_from_scores(scores: tuple[np.ndarray, np.ndarray],
                                   params: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
         """``(forward, backward)`` float32 (N-1, 5) from one window's :meth:`pair_scores` output."""
-        pres, change = scores
+        pres, lost = scores
         pp = _sigmoid((pres - params.presence_log10) / params.presence_scale)
-        pc = _sigmoid((change - params.change_threshold) / params.change_scale)
-        fwd = _pair_posteriors(pp, pc, params).astype(np.float32)
+        pl = np.where(np.isnan(lost), 0.5, _sigmoid((np.nan_to_num(lost) - params.change_threshold)
+                                                    / params.change_scale))
+        fwd = _pair_posteriors(pp, pl, params).astype(np.float32)
         bwd = fwd[:, [0, 1, 2, 4, 3]].copy()
         return fwd, bwd
 

@@ -4,8 +4,8 @@ All functions take one window of consecutive caption-band frames and never look 
 
 * :func:`text_mask`: white top-hat of ``min(R, G, B)`` -> bool ``(N, h, w)`` "bright thin stroke" mask.
 * :func:`window_features`: per-frame presence (log10 of caption-like pixels that persist over 3
-  frames, / h^2) and per-pair change (fraction of each frame's persistent strokes that the other
-  frame lacks).
+  frames, / h^2) and per-pair losses (fraction of each frame's persistent strokes that the other
+  frame lacks, both directions).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ CORE_SHARE = 0.2
 """A frame's stable-stroke core counts for change when it holds at least this share of its strokes."""
 MIN_GLYPH_HEIGHT = 6
 """Shortest vertical run (pixels, in the 3x3-dilated stroke mask) a stroke pixel must lie on."""
+MIN_CORE = 0.01
+"""... and at least this many pixels per h^2 (the lost fraction of a few clutter specks is noise)."""
 FLOOR = 1e-4
 """Added to presence fractions before log10 (the log of an empty mask)."""
 
@@ -101,7 +103,7 @@ def text_mask(w: np.ndarray, contrast: int) -> np.ndarray:
 
 
 def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(presence (N,) float64, change (N-1,) float64 in [0, 1])`` for uint8 ``(N >= 2, H, W, 3)`` frames.
+    """``(presence (N,) float64, lost (N-1, 2) float64 in [0, 1] or NaN)`` for uint8 ``(N >= 2, H, W, 3)``.
 
     ``agree(a -> b)`` = stroke pixels of a that are strokes in b too (3x3 neighbourhood) with grey
     level within ``diff_level``: a static caption agrees with itself over any background, moving
@@ -113,10 +115,11 @@ def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple
       two frames also count 2-frame agreement with their inner neighbour (the window may cut the run).
     * core(i) = agree(i -> i-1) (strokes already present before; the frame's own mask when i is the
       window's first frame). lost(a -> b) = fraction of core(a) not in agree(a -> b).
-      change[k] = mean(lost(k -> k+1), lost'(k+1 -> k)), where lost' uses core'(k+1) = agree(k+1 -> k+2):
-      the caption's own stable strokes, not the whole textured background, decide "different".
-      A core smaller than CORE_SHARE of its frame's strokes (a caption's first or last frame) is left
-      out of the mean; with neither usable, change = 0.5.
+      lost[k] = (lost(k -> k+1), lost'(k+1 -> k)), where lost' uses core'(k+1) = agree(k+1 -> k+2):
+      the caption's own stable strokes, not the whole textured background, are compared. Both high:
+      replaced; only the first: the caption ended (what remains was there before); only the second:
+      one started. A core smaller than CORE_SHARE of its frame's strokes (a caption's first or last
+      frame) or than MIN_CORE h^2 pixels (specks of clutter) gives NaN (no evidence).
     """
     w = grey(frames)
     h = w.shape[1]
@@ -155,8 +158,6 @@ def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple
     lost_b = 1.0 - np.count_nonzero(core_b & bwd1, axis=(1, 2)) / np.maximum(cb, 1)
     # a core is usable when it holds a fair share of the frame's strokes (not a caption's first /
     # last frame, whose neighbour lacks it); none usable: no evidence either way (0.5)
-    use_a = ca >= CORE_SHARE * np.maximum(cnt[:-1], 1)
-    use_b = cb >= CORE_SHARE * np.maximum(cnt[1:], 1)
-    num = np.where(use_a, lost_a, 0.0) + np.where(use_b, lost_b, 0.0)
-    den = use_a.astype(float) + use_b
-    return presence, np.where(den > 0, num / np.maximum(den, 1), 0.5)
+    use_a = (ca >= CORE_SHARE * np.maximum(cnt[:-1], 1)) & (ca >= MIN_CORE * norm)
+    use_b = (cb >= CORE_SHARE * np.maximum(cnt[1:], 1)) & (cb >= MIN_CORE * norm)
+    return presence, np.stack([np.where(use_a, lost_a, np.nan), np.where(use_b, lost_b, np.nan)], axis=1)

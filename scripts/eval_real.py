@@ -11,8 +11,9 @@ crop, VP9 chunks + layout.db) into a LocalStore cached under ``--cache-dir``, th
 :func:`boundaries.frames.reader.iter_frames` in the windows :func:`modal_gpu.shard.predict_range`
 forms (256 frames + the previous window's last frame). The held-out video's final labels come from
 ``predict_range`` itself and are checked against the windowed scores used for tuning.
-The detector's two thresholds are tuned by a small grid search on the OTHER videos only, then the
-held-out video is scored with :func:`boundaries.evaluation.score`. Prints one table.
+The detector's presence threshold and scale and its change threshold are tuned by a grid search
+on the OTHER videos only (each video's grid is computed once), then the held-out video is scored
+with :func:`boundaries.evaluation.score`. Prints one table.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import itertools
 import json
 import sys
 import tempfile
@@ -44,7 +46,8 @@ WINDOW = 256
 """Frames per :func:`iter_frames` batch, as :func:`modal_gpu.shard.predict_range` reads them."""
 TENANT = "00000000-0000-4000-8000-000000000001"
 VIDEO = "00000000-0000-4000-8000-000000000002"
-PRESENCE_GRID = np.round(np.arange(-3.0, -0.49, 0.1), 2)  # DetectorParams.presence_log10
+SCALE_GRID = (0.15, 0.3, 0.6)  # DetectorParams.presence_scale
+PRESENCE_GRID = np.round(np.arange(-3.0, -0.29, 0.1), 2)  # DetectorParams.presence_log10
 CHANGE_GRID = np.round(np.arange(0.15, 0.76, 0.05), 2)  # DetectorParams.change_threshold
 
 
@@ -129,21 +132,28 @@ def predict_labels(windows: list, params: DetectorParams) -> list[str]:
     return [lab for w in windows for lab in ClassicalDetector.labels_from_scores(w, params)]
 
 
+def grid_values(video: dict) -> np.ndarray:
+    """(macro-F1 + event F1 ±1) of one video at every grid point, shape (scales, presences, changes)."""
+    vals = np.empty((len(SCALE_GRID), len(PRESENCE_GRID), len(CHANGE_GRID)))
+    for (a, sc), (i, dp), (j, dc) in itertools.product(enumerate(SCALE_GRID), enumerate(PRESENCE_GRID),
+                                                       enumerate(CHANGE_GRID)):
+        params = DetectorParams(presence_scale=float(sc), presence_log10=float(dp), change_threshold=float(dc))
+        r = score(predict_labels(video["scores"], params), video["truth"])
+        vals[a, i, j] = r["macro_f1"] + r["event_f1_tol1"]
+    return vals
+
+
 def tune(videos: list[dict]) -> DetectorParams:
-    """Grid search of the two thresholds maximising the mean of (macro-F1 + event F1 ±1) per video.
+    """Grid point maximising the mean over ``videos`` of (macro-F1 + event F1 ±1) (``video["grid"]``).
 
     Ties (a plateau of equal scores) are broken towards the middle of the plateau: the maximal grid
     point nearest (in grid steps) to the maximal points' centroid, not the first one scanned.
     """
-    vals = np.empty((len(PRESENCE_GRID), len(CHANGE_GRID)))
-    for i, dp in enumerate(PRESENCE_GRID):
-        for j, dc in enumerate(CHANGE_GRID):
-            params = DetectorParams(presence_log10=float(dp), change_threshold=float(dc))
-            vals[i, j] = np.mean([(r := score(predict_labels(v["scores"], params), v["truth"]))["macro_f1"]
-                                  + r["event_f1_tol1"] for v in videos])
+    vals = np.mean([v["grid"] for v in videos], axis=0)
     best = np.argwhere(vals >= vals.max() - 1e-9)
-    i, j = best[np.argmin(((best - best.mean(axis=0)) ** 2).sum(axis=1))]
-    return DetectorParams(presence_log10=float(PRESENCE_GRID[i]), change_threshold=float(CHANGE_GRID[j]))
+    a, i, j = best[np.argmin(((best - best.mean(axis=0)) ** 2).sum(axis=1))]
+    return DetectorParams(presence_scale=float(SCALE_GRID[a]), presence_log10=float(PRESENCE_GRID[i]),
+                          change_threshold=float(CHANGE_GRID[j]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         windows = production_windows(store, prefix, total)
         videos.append({"entry": e, "truth": truth, "scores": windowed_scores(det, windows, layout),
                        "store": (store, prefix, layout, total)})
+        videos[-1]["grid"] = grid_values(videos[-1])
 
     rows = []
     for i, v in enumerate(videos):
@@ -175,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"{v['entry'].name}: predict_range labels differ from the windowed scores")
         r = score(pred, v["truth"])
         r["name"], r["group"] = v["entry"].name, v["entry"].group
-        r["params"] = {"presence_log10": params.presence_log10, "change_threshold": params.change_threshold}
+        r["params"] = {"presence_scale": params.presence_scale, "presence_log10": params.presence_log10,
+                       "change_threshold": params.change_threshold}
         rows.append(r)
     print(format_table(rows))
     for g in sorted({r["group"] for r in rows}):
