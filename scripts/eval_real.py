@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([d for r in sel if (d := r['per_class_f1']['different']) is not None]):.3f}")
     for r in rows:
         print(f"{r['name']}: tuned on the others -> {r['params']}")
+    every = tune(videos)
+    print(f"tuned on all videos (DetectorParams defaults should be these): presence_scale="
+          f"{every.presence_scale}, presence_log10={every.presence_log10}, "
+          f"change_threshold={every.change_threshold}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

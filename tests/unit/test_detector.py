@@ -86,16 +86,16 @@ def test_low_contrast_caption_is_detected():
 
 
 def test_backward_mirrors_forward_and_rows_are_probabilities():
+    # given: a 3-frame caption (the shortest the detector is built to see, 0.3 s) between empty frames
     a = caption_mask(4)
-    frames = np.stack([draw(background(5), None), draw(background(5), a), draw(background(5), a),
-                       draw(background(5), None)])
+    frames = np.stack([draw(background(5), None)] + [draw(background(5), a)] * 3 + [draw(background(5), None)])
     fwd, bwd = ClassicalDetector().predict(frames, LAYOUT)
-    assert fwd.shape == bwd.shape == (3, 5) and fwd.dtype == bwd.dtype == np.float32
+    assert fwd.shape == bwd.shape == (4, 5) and fwd.dtype == bwd.dtype == np.float32
     np.testing.assert_allclose(fwd.sum(axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(bwd[:, :3], fwd[:, :3], atol=1e-6)
     np.testing.assert_allclose(bwd[:, 3], fwd[:, 4], atol=1e-6)
     np.testing.assert_allclose(bwd[:, 4], fwd[:, 3], atol=1e-6)
-    assert [LABELS[i] for i in bwd.argmax(axis=1)] == ["valid_empty", "same", "empty_valid"]
+    assert [LABELS[i] for i in bwd.argmax(axis=1)] == ["valid_empty", "same", "same", "empty_valid"]
 
 
 def test_windowed_calls_agree_on_shared_frame_shapes():
@@ -117,3 +117,58 @@ def test_rejects_bad_frames(bad):
 def test_import_does_not_load_torch():
     code = "import sys, modal_gpu.detector; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def moving_clutter(bg: np.ndarray, i: int, n: int = 200) -> np.ndarray:
+    """``bg`` with bright 2-px specks and strokes that move 9 px per frame (foam, sparkles)."""
+    out = bg.copy()
+    rng = np.random.default_rng(99)
+    for _ in range(n):
+        x, y, tall = int(rng.integers(0, W)), int(rng.integers(2, H - 12)), int(rng.integers(3, 10))
+        x = (x + 9 * i) % (W - 2)
+        out[y:y + tall, x:x + 2] = 245
+    return out
+
+
+def test_moving_bright_clutter_behind_a_caption_is_not_a_change():
+    # given: one caption for 12 frames over a panning background with moving bright clutter under it
+    a = caption_mask(8)
+    frames = np.stack([draw(moving_clutter(background(11, 5 * i), i), a) for i in range(12)])
+    # then: the caption's own strokes decide; no spurious `different`
+    assert labels(frames) == ["same"] * 11
+
+
+def test_one_empty_frame_between_two_captions_is_an_end_and_a_start():
+    # given: caption A x4, one empty frame, caption B x4 (back-to-back cues with a 0.1 s gap)
+    a, b = caption_mask(12), caption_mask(13)
+    frames = np.stack([draw(background(14, 3 * i), a) for i in range(4)] + [draw(background(14, 12), None)]
+                      + [draw(background(14, 3 * i), b) for i in range(5, 9)])
+    assert labels(frames) == ["same"] * 3 + ["valid_empty", "empty_valid"] + ["same"] * 3
+
+
+def test_direct_replacement_is_one_different():
+    a, b = caption_mask(15), caption_mask(16)
+    frames = np.stack([draw(background(17, 4 * i), a if i < 5 else b) for i in range(10)])
+    assert labels(frames) == ["same"] * 4 + ["different"] + ["same"] * 4
+
+
+def test_caption_cut_by_a_window_seam_is_seen_in_both_windows():
+    # given: windows [0, 7] and [7, 13] (one shared frame, as predict_range forms them); the caption
+    # spans frames 6..11, so the first window holds only its first 2 frames
+    a = caption_mask(18)
+    frames = np.stack([draw(background(19, 6 * i), a if 6 <= i <= 11 else None) for i in range(14)])
+    f1, _ = ClassicalDetector().predict(frames[:8], LAYOUT)
+    f2, _ = ClassicalDetector().predict(frames[7:], LAYOUT)
+    got = [LABELS[i] for i in np.concatenate([f1, f2]).argmax(axis=1)]
+    assert got == ["empty_empty"] * 5 + ["empty_valid"] + ["same"] * 5 + ["valid_empty"] + ["empty_empty"]
+
+
+def test_thin_letterbox_dashes_are_not_a_caption():
+    # given: a black letterbox band with static 1-px bright dashes (picture edge) and faint noise
+    rng = np.random.default_rng(21)
+    band = np.zeros((H, W, 3), np.uint8)
+    for y in (3, 4, 40):
+        for x0 in range(0, W, 37):
+            band[y, x0:x0 + int(rng.integers(8, 30))] = 200
+    frames = np.stack([np.clip(band + rng.integers(0, 6, band.shape), 0, 255).astype(np.uint8) for _ in range(8)])
+    assert labels(frames) == ["empty_empty"] * 7
