@@ -132,6 +132,17 @@ def predict_labels(windows: list, params: DetectorParams) -> list[str]:
     return [lab for w in windows for lab in ClassicalDetector.labels_from_scores(w, params)]
 
 
+def calibration(fwd: np.ndarray, truth: list[str], bins: int = 10) -> dict:
+    """Mean confidence (max probability), accuracy of the argmax, and expected calibration error
+    (``bins`` equal-width confidence bins, weighted by pair count) of forward probabilities (P, 5)."""
+    conf = fwd.max(axis=1).astype(float)
+    hit = fwd.argmax(axis=1) == np.array([LABELS.index(t) for t in truth])
+    edges = np.minimum((conf * bins).astype(int), bins - 1)
+    ece = sum(abs(conf[edges == b].mean() - hit[edges == b].mean()) * np.count_nonzero(edges == b)
+              for b in range(bins) if np.any(edges == b)) / len(conf)
+    return {"mean_confidence": float(conf.mean()), "accuracy": float(hit.mean()), "ece": float(ece)}
+
+
 def grid_values(video: dict) -> np.ndarray:
     """(macro-F1 + event F1 ±1) of one video at every grid point, shape (scales, presences, changes)."""
     vals = np.empty((len(SCALE_GRID), len(PRESENCE_GRID), len(CHANGE_GRID)))
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if [LABELS[k] for k in fwd.argmax(axis=1)] != pred:  # the tuning shortcut must be what production does
             raise RuntimeError(f"{v['entry'].name}: predict_range labels differ from the windowed scores")
         r = score(pred, v["truth"])
+        r["calibration"] = calibration(fwd, v["truth"])
         r["name"], r["group"] = v["entry"].name, v["entry"].group
         r["params"] = {"presence_scale": params.presence_scale, "presence_log10": params.presence_log10,
                        "change_threshold": params.change_threshold}
@@ -196,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([r['event_f1_tol1'] for r in sel]):.3f}, mean F1(different) "
               f"{np.mean([d for r in sel if (d := r['per_class_f1']['different']) is not None]):.3f}")
     for r in rows:
-        print(f"{r['name']}: tuned on the others -> {r['params']}")
+        c = r["calibration"]
+        print(f"{r['name']}: tuned on the others -> {r['params']}; mean confidence {c['mean_confidence']:.3f}"
+              f" vs accuracy {c['accuracy']:.3f}, ECE {c['ece']:.3f}")
     every = tune(videos)
     print(f"tuned on all videos (DetectorParams defaults should be these): presence_scale="
           f"{every.presence_scale}, presence_log10={every.presence_log10}, "
