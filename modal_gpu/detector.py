@@ -8,25 +8,32 @@ What it does (features in :mod:`modal_gpu.detector_features`):
 
 1. **Stroke mask**: white top-hat of ``min(R, G, B)`` (neutral/white caption strokes stay bright,
    saturated backgrounds darken) with a square wider than a stroke (``~h/12``), above ``contrast``;
-   horizontal runs longer than ``4k`` removed (edges, letterbox lines).
+   horizontal runs longer than ``4k`` removed (edges, letterbox lines); only pixels on a vertical
+   run of >= 6 px of the dilated mask kept (glyphs have height, dashes and thin lines do not).
+   Bands are box-downsampled first by ``max(h // 64, ceil(w / 960))`` when that is > 1.
 2. **Agreement** a->b: stroke pixels of a that are strokes in b (3x3) with nearly the same grey level.
    A burned-in caption is static, so it agrees with itself over any moving background.
-3. **Presence** of frame i: strokes agreeing over 3 frames (i, i+1, i+2 or i, i-1, i-2), / h^2, log10.
-4. **Change** of pair (a, b): of a's strokes that were already stable (agreeing with a-1), the
-   fraction missing from b; and of b's strokes stable into b+1, the fraction missing from a; mean of
-   the two. ~0 for the same caption over any background or a scene cut, high when it is replaced.
+3. **Presence** of frame i: strokes agreeing over 3 frames (i..i+2, i-1..i+1 or i-2..i), / h^2,
+   log10; at the window's two first/last frames 2-frame agreement also counts (the seam may cut a run).
+4. **Losses** of pair (a, b): of a's strokes that were already stable (agreeing with a-1), the
+   fraction missing from b; of b's strokes stable into b+1, the fraction missing from a. Both high:
+   replaced; only a's: the caption ended (what stays was there before); only b's: one started.
+   Cores that are tiny or a small share of the frame's strokes give no evidence.
 5. **Decoding**: a 2-state (empty / caption) chain over the window with switch prior ``q_switch``
-   and change prior ``q_change``; logistic evidences ``pp`` (presence) and ``pc`` (change);
+   and change prior ``q_change``; logistic presence evidence and the two loss evidences;
    forward-backward gives the posterior of each pair's five classes. These posteriors are the
-   probabilities returned (calibrated-ish: they are exact marginals of that simple model), argmax
-   is the label. Flicker of 1 frame needs strong evidence (two switches), hysteresis for free.
+   probabilities returned (exact marginals of that simple model: calibrated where the model holds,
+   over-confident where it does not), argmax is the label. A 1-frame flicker needs two switches, so
+   it needs strong evidence (hysteresis without a fixed minimum duration).
    Backward rows swap ``empty_valid`` and ``valid_empty`` (COMPAT.md §4).
 
-Where it fails: static bright textures (snow, foam, signs, scrolling credits) in the band look
-like a caption; captions that are not brighter than their surroundings (dark or coloured text
-without a light fill) are missed; a caption replaced by one that shares most strokes (a line
-appended) may stay ``same``; a cue shorter than 3 frames; fades spread an event over frames.
-The OCR prior image in ``layout`` is not used.
+Where it fails: static bright textures in the band (drawn lines in a still anime shot, signs,
+snow, scrolling credits) look like a caption: they persist exactly like one, and only their
+stroke count separates them from a short caption (rapidvideocr_2 in eval/manifest.toml: its empty
+frames score like vsr_test2's two-word caption). Captions not brighter than their surroundings
+(dark or coloured text without a light fill) are missed. A caption replaced by one that keeps most
+strokes (a line appended) reads as ``same``. Captions shorter than 3 frames (0.3 s) are not seen
+inside a window. Fades spread an event over frames. The OCR prior image in ``layout`` is not used.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ import numpy as np
 
 WORK_HEIGHT = 64
 """Bands at least twice this tall (pixels) are downsampled by ``h // WORK_HEIGHT`` (strokes stay >= 2 px)."""
-MAX_WORK_WIDTH = 1440
+MAX_WORK_WIDTH = 960
 """Bands wider than this (pixels) are downsampled further, by an integer factor (bounds the cost)."""
-CORE_SHARE = 0.2
-"""A frame's stable-stroke core counts for change when it holds at least this share of its strokes."""
 MIN_GLYPH_HEIGHT = 6
 """Shortest vertical run (pixels, in the 3x3-dilated stroke mask) a stroke pixel must lie on."""
+CORE_SHARE = 0.2
+"""A frame's stable-stroke core counts for change when it holds at least this share of its strokes..."""
 MIN_CORE = 0.01
 """... and at least this many pixels per h^2 (the lost fraction of a few clutter specks is noise)."""
 FLOOR = 1e-4
@@ -111,8 +111,9 @@ def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple
 
     * presence[i] = log10(max(#(agree(i -> i+1) & agree(i -> i+2)), #(agree(i -> i-1) & agree(i -> i-2)))
       / h^2 + FLOOR), also centred (i-1, i, i+1): strokes that persist 3 frames (a caption lasts >= 3
-      frames; a 1-frame empty gap between two captions stays empty). The window's first two and last
-      two frames also count 2-frame agreement with their inner neighbour (the window may cut the run).
+      frames; a 1-frame empty gap between two captions stays empty). Where the window may cut a run,
+      2-frame agreement also counts: frames 0 and N-1 with their neighbour inside, frames 1 and N-2
+      with frame 0 and N-1 (a caption whose first or last 2 frames only are in this window).
     * core(i) = agree(i -> i-1) (strokes already present before; the frame's own mask when i is the
       window's first frame). lost(a -> b) = fraction of core(a) not in agree(a -> b).
       lost[k] = (lost(k -> k+1), lost'(k+1 -> k)), where lost' uses core'(k+1) = agree(k+1 -> k+2):
