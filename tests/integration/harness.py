@@ -13,6 +13,7 @@ import httpx
 from pydantic import SecretStr
 
 from boundaries.ingest import IngestResult, ingest_video
+from boundaries.model_versions import CLASSICAL_MODEL_VERSION
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from boundaries.storage.factory import store_from_settings
@@ -71,8 +72,8 @@ class Stack:
         return httpx.post(f"{self.producer_url}/webhooks/supabase", json=payload, timeout=10, headers={
             "Authorization": f"Bearer {self.settings.webhook_secret.get_secret_value()}"})
 
-    def wait_job(self, vid: str, model_version: str = "classical-v1", *, version: int = 1, timeout_s: float = 180,
-                 statuses=("completed", "failed")) -> dict:
+    def wait_job(self, vid: str, model_version: str = CLASSICAL_MODEL_VERSION, *, version: int = 1,
+                 timeout_s: float = 180, statuses=("completed", "failed")) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             job = self.registry.find_job(vid, version, model_version)

@@ -7,6 +7,7 @@ from contextlib import ExitStack
 
 import psycopg
 
+from boundaries.model_versions import CLASSICAL_MODEL_VERSION
 from boundaries.results_db import read_results_db
 from tests.integration.harness import POPEYE, e2e_settings, open_stack
 
@@ -37,4 +38,4 @@ def test_webhook_to_published_results_database_over_s3(real_data, redis_url, pg_
     results = read_results_db(data)
     assert res.total_frames == 600 and total_pairs == 599
     assert results["frame1_index"].tolist() == list(range(599))
-    assert results["meta"]["run_id"] == run_id and results["meta"]["model_version"] == "classical-v1"
+    assert results["meta"]["run_id"] == run_id and results["meta"]["model_version"] == CLASSICAL_MODEL_VERSION

@@ -12,6 +12,7 @@ from boundaries.events import JobEvent
 from boundaries.frames.layoutdb import build_layout_db
 from boundaries.frames.writer import ChunkWriter
 from boundaries.layout_config import LayoutConfig
+from boundaries.model_versions import CLASSICAL_MODEL_VERSION
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from boundaries.storage.local import LocalStore
@@ -64,7 +65,7 @@ def test_results_are_identical_at_1_2_and_4_local_workers(video, pg_dsn, db_sche
     db.migrate()
     tables = {}
     for n in (1, 2, 4):
-        mv = "classical-v1"
+        mv = CLASSICAL_MODEL_VERSION
         store_dir = tmp_path / f"store{n}"
         store = LocalStore(store_dir)
         src = LocalStore(root)
