@@ -16,6 +16,7 @@ from contextlib import ExitStack, suppress
 import psycopg
 import pytest
 
+from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, counters, read_counts, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings, open_stack
@@ -83,7 +84,7 @@ def test_kill_9_of_a_shard_process_mid_shard(make_stack, monkeypatch, redis_url,
     _wait(lambda: len(shard_pids()) >= 2, 60, "second shard started")
     victim = shard_pids()[1]
     os.kill(victim, signal.SIGKILL)
-    job = s.wait_job(vid, timeout_s=60)
+    job = s.wait_job(vid, MV, timeout_s=60)
 
     # then: the job retried in a new pool and completed; the finished first shard was not recomputed
     assert job["status"] == "completed", job["error_message"]
@@ -111,7 +112,7 @@ def test_kill_9_of_the_worker_main_process_mid_job(make_stack, monkeypatch, redi
     worker_a.wait(10)
     done_by_a = read_counts(cfg, "computed")
     s.start_worker("b")
-    job = s.wait_job(vid, timeout_s=90)
+    job = s.wait_job(vid, MV, timeout_s=90)
 
     # then: B got the message back after the visibility timeout, claimed the abandoned job (stale
     # heartbeat) and completed it, reusing the shards A had finished
@@ -138,7 +139,7 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
         tenant, vid, res = _new_video(s, frames=20)
         s.activate(tenant, vid, res)
         ids[name] = (vid, s.registry.record_job(JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1,
-                                                         model_version="classical-v1"))[0])
+                                                         model_version=MV))[0])
     s.registry.start_attempt(ids["Y"][1])
     s.registry.start_attempt(ids["Z"][1])
     with psycopg.connect(pg_dsn, autocommit=True) as c:
@@ -157,8 +158,41 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
     swept = json.loads(out.stdout)
     assert swept["requeued_running"] == [ids["Y"][1]] and swept["resent_queued"] == [ids["X"][1]]
     for name in "XY":
-        job = s.wait_job(ids[name][0], timeout_s=60)
+        job = s.wait_job(ids[name][0], MV, timeout_s=60)
         assert job["status"] == "completed", job["error_message"]
     assert s.registry.get_job(ids["Z"][1])["status"] == "running"
     attempts = s.registry.attempts_of(ids["Y"][1])
     assert [(a["attempt"], a["outcome"]) for a in attempts] == [(1, "abandoned"), (2, "completed")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_local_runner_deadline_abandons_and_kills_running_shards(monkeypatch, redis_url, db_schema, shard_pids,
+                                                                  tmp_path):
+    # given: shards that would take 30 s each, a 4 s runner deadline (the solo pool enforces no time limit)
+    from boundaries.shards import ShardRequest
+    from tests.integration.faults import SlowLocalRunner
+
+    set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=30.0)
+    runner = SlowLocalRunner(1, deadline_s=4.0)
+    reqs = [ShardRequest(shard_id=f"s{i}", tenant_id=str(uuid.uuid4()), video_id=str(uuid.uuid4()),
+                         cropped_frames_version=1, model_version=MV, first_pair=0, end_pair=1,
+                         frames_prefix="p/", layout_db_key="l.db", output_key=f"o{i}",
+                         store={"backend": "local", "root": str(tmp_path)}) for i in range(2)]
+
+    # when
+    t0 = time.monotonic()
+    out = runner.map(reqs)
+    elapsed = time.monotonic() - t0
+
+    # then: both shards come back as transient deadline errors at the deadline, the child is killed
+    assert [(e.error_type, e.permanent) for e in out] == [("deadline_exceeded", False)] * 2
+    assert 4.0 <= elapsed < 8.0
+    _wait(lambda: not any(_alive(p) for p in shard_pids()), 5, "shard process killed")
+    runner.close()

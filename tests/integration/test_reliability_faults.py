@@ -14,6 +14,7 @@ from contextlib import ExitStack
 import psycopg
 import pytest
 
+from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from boundaries.results_db import read_results_db
 from boundaries.shards import plan_shards, shard_id
 from tests.conftest import REPO
@@ -64,7 +65,7 @@ def test_transient_failures_retry_and_recompute_only_missing_shards(make_stack, 
 
     # when
     resp = s.post(s.activate(tenant, vid, res))
-    job = s.wait_job(vid, timeout_s=90)
+    job = s.wait_job(vid, MV, timeout_s=90)
 
     # then: completed on the third attempt; the three good shards were computed once, never again
     assert resp.status_code == 202, resp.text
@@ -103,7 +104,7 @@ def test_permanent_error_dead_letters_once_and_replay_completes_after_the_fix(ma
 
     # when
     s.post(s.activate(tenant, vid, res))
-    job = s.wait_job(vid, timeout_s=60)
+    job = s.wait_job(vid, MV, timeout_s=60)
 
     # then: failed after one attempt, one dead letter with event, error, traceback and attempt history
     assert job["status"] == "failed" and job["attempts"] == 1
@@ -123,7 +124,7 @@ def test_permanent_error_dead_letters_once_and_replay_completes_after_the_fix(ma
     # when: the input is fixed and the dead letter replayed through the CLI
     s.store.put_bytes(res.layout_db_key, layout)
     replay = _cli(s.settings, "dlq", "replay", rows[0]["id"])
-    job = s.wait_job(vid, timeout_s=60)
+    job = s.wait_job(vid, MV, timeout_s=60)
 
     # then: completed under the same job row and idempotency key; the dead letter is marked replayed
     assert replay.returncode == 0, replay.stdout + replay.stderr
@@ -157,7 +158,7 @@ def test_fifty_events_two_workers_ten_percent_shard_faults_all_complete_once(mak
 
     # when: all 50 webhooks at once
     codes = [s.post(p).status_code for p in payloads]
-    jobs = [s.wait_job(v, timeout_s=240) for _, v, _ in videos]
+    jobs = [s.wait_job(v, MV, timeout_s=240) for _, v, _ in videos]
 
     # then: every job completed exactly once; nothing lost, nothing duplicated
     assert codes == [202] * 50

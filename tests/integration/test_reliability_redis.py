@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import redis
 
+from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, read_counts, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings, open_stack
@@ -75,16 +76,16 @@ def test_redis_restarted_during_a_job(own_redis, redis_url, pg_dsn, db_schema, m
             videos.append((tenant, vid, res))
         s.start_worker()
         s.post(s.activate(*videos[0]))
-        s.wait_job(videos[0][1], statuses=("running",), timeout_s=60)
+        s.wait_job(videos[0][1], MV, statuses=("running",), timeout_s=60)
 
         # when: Redis goes down for 2 s mid-job and comes back on the same port
         own_redis.stop()
         time.sleep(2)
         own_redis.start()
-        first = s.wait_job(videos[0][1], timeout_s=90)
+        first = s.wait_job(videos[0][1], MV, timeout_s=90)
         # and a new job after the restart (served only if the worker reconnected)
         resp = s.post(s.activate(*videos[1]))
-        second = s.wait_job(videos[1][1], timeout_s=90)
+        second = s.wait_job(videos[1][1], MV, timeout_s=90)
 
     # then: both completed, each with one run row and one results file, no shard computed twice
     assert first["status"] == "completed", first["error_message"]
