@@ -48,7 +48,7 @@ def test_app_commands_are_cli_commands():
     from worker.cli import build_parser
 
     parser = build_parser()
-    for name in ("producer", "worker", "migrate", "reconciler"):
+    for name in ("producer", "worker", "migrate", "reconciler", "sweeper"):
         cmd = _compose()["services"][name]["command"]
         assert cmd[0] == "boundaries"
         parser.parse_args(cmd[1:])  # exits (SystemExit) on an unknown command or flag
