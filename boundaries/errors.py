@@ -10,6 +10,7 @@ Tree (shallow, by what the pipeline does with them)::
     │   ├── MissingFramesError    chunks/frames absent from the frame store (lists the indices)
     │   ├── CorruptChunkError     a chunk that does not decode (names its key)
     │   ├── LimitExceeded         frame-count or cost guard (COMPAT.md §6)
+    │   ├── VersionNotActive      the cropped-frames version row is not 'active' (frames may be partial)
     │   └── CheckpointError       wrong architecture, missing keys, truncated file
     └── TransientError            retried with backoff: network, S3 5xx, runner failures
         └── ShardFailed           one or more shards failed in a runner call
@@ -86,6 +87,14 @@ class LimitExceeded(PermanentError):
 
     def __reduce__(self):
         return (type(self), (self.args[0], self.rejection_type, self.frame_count, self.estimated_cost_usd))
+
+
+class VersionNotActive(PermanentError):
+    """The registry row of the job's cropped-frames version exists but its status is not ``active``
+    (e.g. ``processing``: chunks are still being written). The job is released, not failed, so the
+    reconciler enqueues it again once the version is active (COMPAT.md §6)."""
+
+    error_type = "version_not_active"
 
 
 class CheckpointError(PermanentError):

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 import numpy as np
 import structlog
 
-from boundaries.errors import LayoutError, MissingFramesError, PermanentError, ShardFailed
+from boundaries.errors import (
+    LayoutError,
+    LimitExceeded,
+    MissingFramesError,
+    PermanentError,
+    ShardFailed,
+    VersionNotActive,
+)
 from boundaries.events import JobEvent
 from boundaries.frames.keys import frames_prefix, layout_db_key, results_filename, results_key, shard_output_key
 from boundaries.frames.layout import all_chunks
@@ -54,9 +61,17 @@ class JobOutcome:
 
 
 def locate_version(deps: Deps, event: JobEvent) -> tuple[str, str, int | None]:
-    """(frames prefix, layout.db key, total_frames or None) from the registry row, else the templates."""
+    """(frames prefix, layout.db key, total_frames or None) from the registry row, else the templates.
+
+    Raises:
+        VersionNotActive: the row exists and its status is not ``active`` (its chunks may still be being
+            written: a complete-looking prefix of the video would be published as the whole run).
+    """
     s = deps.settings
     row = deps.registry.get_version(event.video_id, event.cropped_frames_version)
+    if row is not None and row.get("status") not in (None, "active"):
+        raise VersionNotActive(f"cropped_frames_versions row of video {event.video_id} v{event.cropped_frames_version}"
+                               f" has status {row.get('status')!r}, not 'active'; released until it is activated")
     prefix = (row or {}).get("storage_prefix") or frames_prefix(
         s.frames_prefix_template, event.tenant_id, event.video_id, event.cropped_frames_version)
     if not prefix.endswith("/"):
@@ -122,6 +137,9 @@ def process_video(event: JobEvent, deps: Deps, *, job_id: str, attempt: int) -> 
         raise MissingFramesError(
             f"video {event.video_id} v{event.cropped_frames_version}: {len(missing_chunks)} chunks missing "
             f"under {prefix!r} (first missing frames {missing[:10]})", missing)
+    if total_frames < 2:
+        raise LimitExceeded(f"video {event.video_id} v{event.cropped_frames_version} has {total_frames} frame(s);"
+                            " at least 2 are needed for a frame pair", "validation_failed", frame_count=total_frames)
     est = estimate(total_frames, pairs_per_s=s.estimated_pairs_per_s, gpu_hourly_usd=s.gpu_hourly_usd,
                    warn_frames=s.warn_frames)
     if est.warning:

@@ -16,7 +16,7 @@ import structlog
 from celery import Celery
 from pydantic import ValidationError
 
-from boundaries.errors import LimitExceeded, PermanentError
+from boundaries.errors import LimitExceeded, PermanentError, VersionNotActive
 from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
 from boundaries.registry.liveness import Heartbeat
 from boundaries.registry.registry import JobBusy
@@ -68,6 +68,13 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
             reg.fail_job(job_id, f"rejected ({e.rejection_type}): {e}")
             log.warning("job.rejected", rejection_type=e.rejection_type, error=str(e))
             return {"status": "rejected", "rejection_type": e.rejection_type}
+        except VersionNotActive as e:
+            # Not ready (or no longer current): release the job so the reconciler finds the version once
+            # it is active; failing it would hide the version from the reconciler for good.
+            reg.finish_attempt(job_id, attempt, "not_active", e.error_type, str(e))
+            reg.release_job(job_id, attempt)
+            log.warning("job.released_not_active", error=str(e))
+            return {"status": "not_active"}
         except PermanentError as e:
             _dead_letter(ctx, event, job_id, attempt, e)
             return {"status": "dead_letter", "error_type": e.error_type}

@@ -190,6 +190,13 @@ class Registry:
                 (run_uuid, job_id),
             )
 
+    def release_job(self, job_id: str, attempt: int) -> bool:
+        """Delete the job row while ``attempt`` still holds it (``running``), with its attempt rows, so that
+        :meth:`active_versions_without_job` finds the version again. Returns whether a row was deleted."""
+        with self.db.connection() as c:
+            return c.execute("DELETE FROM boundary_inference_jobs WHERE id = %s AND status = 'running'"
+                             " AND attempts = %s", (job_id, attempt)).rowcount == 1
+
     def fail_job(self, job_id: str, message: str) -> None:
         with self.db.connection() as c:
             c.execute(
