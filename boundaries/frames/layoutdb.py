@@ -16,6 +16,7 @@ table/field and the bad value.
 from __future__ import annotations
 
 import gzip
+import math
 import sqlite3
 
 from boundaries.errors import LayoutError
@@ -52,8 +53,8 @@ def _row(con: sqlite3.Connection, table: str, source: str) -> dict | None:
 
 def _num(row: dict, field: str, table: str, source: str) -> float:
     v = row.get(field)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise LayoutError(f"{source}: {table}.{field} must be a number, got {v!r}; {_FIX}")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise LayoutError(f"{source}: {table}.{field} must be a number, got {v!r} (finite); {_FIX}")
     return v
 
 
