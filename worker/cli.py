@@ -28,6 +28,41 @@ def parse_crop(text: str) -> tuple[float, float, float, float]:
     return vals
 
 
+def existing_file(text: str) -> str:
+    """argparse type: a path to an existing regular file (checked before any service starts)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"file not found: {text!r}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"not a regular file: {text!r}")
+    return text
+
+
+def video_file(text: str) -> str:
+    """argparse type: an existing file that opens as a container with a video stream."""
+    import av
+
+    existing_file(text)
+    try:
+        with av.open(text) as container:
+            if not container.streams.video:
+                raise argparse.ArgumentTypeError(f"not a readable video (no video stream): {text!r}")
+    except av.FFmpegError as e:
+        raise argparse.ArgumentTypeError(f"not a readable video: {text!r} ({e.strerror or e})") from e
+    return text
+
+
+def uuid_arg(text: str) -> str:
+    """argparse type: a canonical UUID (ids reach storage keys and SQL)."""
+    from boundaries.errors import InvalidId
+    from boundaries.ids import validate_uuid
+
+    try:
+        return validate_uuid(text, "id")
+    except InvalidId as e:
+        raise argparse.ArgumentTypeError(f"must be a UUID, got {text!r}") from e
+
+
 def _settings(args) -> Settings:
     overrides = {}
     if getattr(args, "checkpoint", None):
@@ -103,10 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="the main job: ingest a video and run it through webhook → queue → worker")
-    r.add_argument("video")
+    r.add_argument("video", type=video_file)
     r.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
     r.add_argument("--anchor", choices=("left", "center", "right"), default="center")
-    r.add_argument("--checkpoint", help="a users' channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
+    r.add_argument("--checkpoint", type=existing_file,
+                   help="a users' channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
     r.add_argument("--shard-pairs", type=int, help="pairs per shard")
     r.add_argument("--workers", type=int, help="local runner processes")
     r.set_defaults(func=cmd_run)
@@ -119,12 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     mv.set_defaults(func=cmd_model_version)
 
     e = sub.add_parser("eval", help="score the production inference path against a label CSV")
-    e.add_argument("--video", required=True)
-    e.add_argument("--labels", required=True, help="CSV with frame,pair_label_prev_to_this[,video]")
+    e.add_argument("--video", required=True, type=video_file)
+    e.add_argument("--labels", required=True, type=existing_file, help="CSV with frame,pair_label_prev_to_this[,video]")
     e.add_argument("--labels-video", help="value of the CSV's video column (default: matched by path suffix)")
     e.add_argument("--crop", type=parse_crop, required=True)
     e.add_argument("--anchor", choices=("left", "center", "right"), default="center")
-    e.add_argument("--checkpoint")
+    e.add_argument("--checkpoint", type=existing_file)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 

@@ -155,14 +155,14 @@ def cmd_sweep(args) -> int:
 
 
 def add_commands(sub) -> None:
-    from worker.cli import parse_crop
+    from worker.cli import parse_crop, uuid_arg, video_file
 
     i = sub.add_parser("ingest", help="write a video's caption band to the frame store and register it active")
-    i.add_argument("video")
+    i.add_argument("video", type=video_file)
     i.add_argument("--crop", type=parse_crop, required=True)
     i.add_argument("--anchor", choices=("left", "center", "right"), default="center")
-    i.add_argument("--tenant-id")
-    i.add_argument("--video-id")
+    i.add_argument("--tenant-id", type=uuid_arg)
+    i.add_argument("--video-id", type=uuid_arg)
     i.add_argument("--version", type=int, default=1)
     i.set_defaults(func=cmd_ingest)
 
@@ -190,17 +190,17 @@ def add_commands(sub) -> None:
     dsub = d.add_subparsers(dest="dlq_command", required=True)
     for name in ("list", "purge"):
         c = dsub.add_parser(name)
-        c.add_argument("--video-id")
-        c.add_argument("--tenant-id")
+        c.add_argument("--video-id", type=uuid_arg)
+        c.add_argument("--tenant-id", type=uuid_arg)
         c.add_argument("--error-type")
         c.add_argument("--older-than-h", type=float, help="only dead letters older than this many hours")
         if name == "list":
             c.add_argument("--all", action="store_true", help="include replayed ones")
             c.add_argument("--limit", type=int, default=100)
         else:
-            c.add_argument("ids", nargs="*")
+            c.add_argument("ids", nargs="*", type=uuid_arg)
     c = dsub.add_parser("show")
-    c.add_argument("id")
+    c.add_argument("id", type=uuid_arg)
     c = dsub.add_parser("replay")
-    c.add_argument("ids", nargs="+")
+    c.add_argument("ids", nargs="+", type=uuid_arg)
     d.set_defaults(func=cmd_dlq)
