@@ -1,18 +1,18 @@
 """Breaker tests: bad CLI arguments give a one-line error naming the value (argparse exit 2), before any
-service starts, never a traceback."""
+service starts, never a traceback (``boundaries`` parses all arguments before running a command)."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.cli import main
+from worker.cli import build_parser
 
 CROP = ["--crop", "0.05,0.78,0.95,0.99"]
 
 
 def _fails_cleanly(argv, capsys, *needles):
     with pytest.raises(SystemExit) as exc:
-        main(argv)
+        build_parser().parse_args(argv)  # not main(): it would point structlog at capsys's stream
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
