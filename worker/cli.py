@@ -95,7 +95,7 @@ def cmd_run(args) -> int:
         start, end = seg.times()
         table.add_row(str(i), f"{start:.1f}", f"{end:.1f}", f"{seg.first_frame}–{seg.last_frame}")
     console.print(table)
-    console.print(f"results database: {report.results_location}")
+    console.print(f"results database: {report.results_location}", soft_wrap=True)  # one copyable line
     console.print(f"run id:           {report.run_id}")
     console.print(f"model version:    {report.model_version}")
     console.print(f"pairs:            {report.pairs} (frames {report.total_frames})")

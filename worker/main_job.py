@@ -158,7 +158,7 @@ def run_main_job(video: Path, crop: tuple[float, float, float, float], anchor: s
         if resp.status_code != 202:
             report.error = f"producer answered {resp.status_code}: {resp.text[:300]}"
             return report
-        console.print(f"webhook accepted: {resp.json()}")
+        console.print(f"webhook accepted: {resp.json()}", soft_wrap=True)
 
         shards = plan_shards(ingest.total_frames, settings.shard_pairs)
         out_keys = [shard_output_key(settings.shard_output_key_template, tenant_id, video_id, version, model_version,
