@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
     r.add_argument("--anchor", choices=("left", "center", "right"), default="center")
     r.add_argument("--checkpoint", type=existing_file,
-                   help="a users' channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
+                   help="a user's channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
     r.add_argument("--shard-pairs", type=int, help="pairs per shard")
     r.add_argument("--workers", type=int, help="local runner processes")
     r.set_defaults(func=cmd_run)

@@ -1,4 +1,4 @@
-"""``boundaries upload-checkpoint PATH [--force]``: put a users' checkpoint on the Modal volume.
+"""``boundaries upload-checkpoint PATH [--force]``: put a user's checkpoint on the Modal volume.
 
 The file lands on volume ``boundary-models`` as ``/checkpoints/{model_version}.pt`` (mounted at
 ``/models`` in the containers, COMPAT.md §8), where ``model_version`` = ``{wandb_run_id}_{sha256[:8]}``
@@ -81,7 +81,7 @@ def add_upload_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     """Register ``upload-checkpoint`` on the CLI's subparsers (worker/cli.py build_parser)."""
     p = sub.add_parser("upload-checkpoint",
                        help=f"put a checkpoint on Modal volume {VOLUME_NAME!r} as /checkpoints/{{model_version}}.pt")
-    p.add_argument("checkpoint", help="a users' channel_fusion_lora_spatial checkpoint (.pt)")
+    p.add_argument("checkpoint", help="a user's channel_fusion_lora_spatial checkpoint (.pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file of the same model_version")
     p.set_defaults(func=cmd_upload)
     return p
