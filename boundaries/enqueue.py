@@ -144,10 +144,15 @@ class Enqueuer:
                 if not own_key and event.source == "webhook":
                     held = self.redis.get(key)
                     job_id = held.decode() if isinstance(held, bytes) else held
-                    return EnqueueResult(None if job_id in (None, _PENDING) else job_id, "duplicate")
+                    if job_id in (None, _PENDING) or self.registry.get_job(job_id) is not None:
+                        return EnqueueResult(None if job_id in (None, _PENDING) else job_id, "duplicate")
+                    # the job behind the key was released (its version was not active yet): the registry's
+                    # unique key decides below
             except Exception as e:
                 if _is_redis_error(e):
                     raise QueueUnavailable(f"Redis unreachable for dedupe key {key!r}: {e}") from e
+                if _is_db_error(e):
+                    raise QueueUnavailable(f"registry unreachable checking job {event.idempotency_key}: {e}") from e
                 raise
 
         try:

@@ -64,3 +64,18 @@ def test_reconcile_forever_runs_until_stopped(producer_factory):
     assert not loop.is_alive()
     assert len(p.queued()) == 1
     assert p.registry.find_job(video_id, 1, p.settings.model_version)["source"] == "reconciler"
+
+
+def test_webhook_after_a_released_job_is_queued_not_a_duplicate(producer_factory, video_id, tenant_id):
+    # Given a webhook whose job the worker released (its version was not active yet: job row deleted)
+    p = producer_factory()
+    first = p.enqueuer.enqueue(_event(p, video_id, tenant_id, "webhook"))
+    attempt = p.registry.start_attempt(first.job_id)
+    assert p.registry.release_job(first.job_id, attempt)
+    # When the activation webhook arrives while the dedupe key still names the released job
+    second = p.enqueuer.enqueue(_event(p, video_id, tenant_id, "webhook"))
+    # Then it is queued at once (not left to the next reconciler pass), and a third copy is a duplicate
+    assert second.status == "queued" and second.job_id != first.job_id
+    assert p.registry.get_job(second.job_id)["status"] == "queued"
+    assert p.enqueuer.enqueue(_event(p, video_id, tenant_id, "webhook")).status == "duplicate"
+    assert len(p.queued()) == 2
