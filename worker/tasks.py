@@ -65,7 +65,7 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
                               cropped_frames_version=event.cropped_frames_version,
                               model_version=event.model_version, priority=event.priority)
             reg.finish_attempt(job_id, attempt, "rejected", e.rejection_type, str(e))
-            reg.fail_job(job_id, f"rejected ({e.rejection_type}): {e}")
+            reg.fail_job(job_id, f"rejected ({e.rejection_type}): {e}", attempt=attempt)
             log.warning("job.rejected", rejection_type=e.rejection_type, error=str(e))
             return {"status": "rejected", "rejection_type": e.rejection_type}
         except VersionNotActive as e:
@@ -95,15 +95,27 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
 
 
 def _dead_letter(ctx: WorkerContext, event: JobEvent, job_id: str, attempt: int, exc: BaseException) -> None:
-    reg = ctx.deps().registry
+    record_dead_letter(ctx.deps().registry, ctx.dead_letters(), event.model_dump(mode="json") | {"job_id": job_id},
+                       job_id, attempt, exc)
+
+
+def record_dead_letter(reg, dead_letters, event: dict, job_id: str, attempt: int, exc: BaseException) -> str | None:
+    """Mark the job failed and store its dead letter in one transaction, only while ``attempt`` still
+    owns the job (a superseded attempt — its worker stalled and another took over — changes nothing).
+    Returns the dead letter's id, or None when superseded."""
     error_type = getattr(exc, "error_type", type(exc).__name__)
     reg.finish_attempt(job_id, attempt, "failed", error_type, str(exc)[:2000])
-    dl_id = ctx.dead_letters().add(
-        job_id=job_id, event=event.model_dump(mode="json") | {"job_id": job_id}, error_type=error_type,
-        error_message=f"{type(exc).__name__}: {exc}",
-        traceback="".join(traceback.format_exception(exc, limit=8)), attempts=reg.attempts_of(job_id))
-    reg.fail_job(job_id, f"{error_type}: {exc}")
+    history = reg.attempts_of(job_id)
+    with reg.db.connection() as c:
+        if not reg.fail_job(job_id, f"{error_type}: {exc}", attempt=attempt, conn=c):
+            log.warning("job.dead_letter_superseded", attempt=attempt, error_type=error_type)
+            return None
+        dl_id = dead_letters.add(job_id=job_id, event=event, error_type=error_type,
+                                 error_message=f"{type(exc).__name__}: {exc}",
+                                 traceback="".join(traceback.format_exception(exc, limit=8)), attempts=history,
+                                 conn=c)
     log.error("job.dead_letter", dead_letter_id=dl_id, error_type=error_type, error=str(exc)[:500], attempt=attempt)
+    return dl_id
 
 
 def register_tasks(app: Celery, ctx: WorkerContext) -> None:

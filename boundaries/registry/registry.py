@@ -169,10 +169,10 @@ class Registry:
                 " error_message = %s WHERE job_id = %s AND attempt = %s",
                 (outcome, error_type, error_message, job_id, attempt),
             )
-            if outcome == "retry":
+            if outcome == "retry":  # only while this attempt still owns the job (not taken over)
                 c.execute(
                     "UPDATE boundary_inference_jobs SET status = 'queued', error_message = %s, updated_at = now()"
-                    " WHERE id = %s AND status = 'running'", (error_message, job_id),
+                    " WHERE id = %s AND status = 'running' AND attempts = %s", (error_message, job_id, attempt),
                 )
 
     def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
@@ -197,13 +197,19 @@ class Registry:
             return c.execute("DELETE FROM boundary_inference_jobs WHERE id = %s AND status = 'running'"
                              " AND attempts = %s", (job_id, attempt)).rowcount == 1
 
-    def fail_job(self, job_id: str, message: str) -> None:
+    def fail_job(self, job_id: str, message: str, *, attempt: int | None = None, conn=None) -> bool:
+        """Mark the job failed unless it is completed or (with ``attempt``) a newer attempt owns it.
+        Returns whether the row changed. ``conn``: run inside the caller's transaction."""
+        sql = ("UPDATE boundary_inference_jobs SET status = 'failed', completed_at = now(),"
+               " error_message = %s, updated_at = now() WHERE id = %s AND status <> 'completed'")
+        args: tuple = (message[:2000], job_id)
+        if attempt is not None:
+            sql += " AND attempts = %s"
+            args += (attempt,)
+        if conn is not None:
+            return conn.execute(sql, args).rowcount == 1
         with self.db.connection() as c:
-            c.execute(
-                "UPDATE boundary_inference_jobs SET status = 'failed', completed_at = now(),"
-                " error_message = %s, updated_at = now() WHERE id = %s",
-                (message[:2000], job_id),
-            )
+            return c.execute(sql, args).rowcount == 1
 
     # --- runs -----------------------------------------------------------------------------------
     def upsert_run(self, *, run_id: str, video_id: str, tenant_id: str, cropped_frames_version: int,
