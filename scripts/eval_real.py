@@ -19,7 +19,6 @@ with :func:`boundaries.evaluation.score`. Prints one table.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import itertools
 import json
@@ -41,6 +40,7 @@ from boundaries.layout_config import LayoutConfig  # noqa: E402
 from boundaries.storage.local import LocalStore  # noqa: E402
 from modal_gpu.detector import ClassicalDetector, DetectorParams  # noqa: E402
 from modal_gpu.shard import predict_range  # noqa: E402
+from worker.evaluate import load_pair_labels  # noqa: E402
 
 WINDOW = 256
 """Frames per :func:`iter_frames` batch, as :func:`modal_gpu.shard.predict_range` reads them."""
@@ -73,16 +73,6 @@ def load_manifest(path: Path) -> list[Entry]:
         out.append(Entry(v["name"], v["group"], v["path"], v["labels"], crop, v["anchor"],
                          v.get("labels_video")))
     return out
-
-
-def load_labels(csv_path: Path, video: str | None) -> list[str]:
-    """Pair labels: element k is the pair (k, k+1), read from row k+1's ``pair_label_prev_to_this``."""
-    with csv_path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if video is None or r.get("video") == video]
-    if not rows:
-        raise ValueError(f"labels {csv_path}: no rows for video={video!r}")
-    rows.sort(key=lambda r: int(r["frame"]))
-    return [r["pair_label_prev_to_this"] for r in rows[1:]]
 
 
 def production_store(entry: Entry, data: Path, cache: Path) -> tuple[LocalStore, str, LayoutConfig, int]:
@@ -179,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     videos = []
     for e in load_manifest(args.manifest):
         store, prefix, layout, total = production_store(e, args.data, args.cache_dir)
-        truth = load_labels(args.data / e.labels, e.labels_video)
+        truth = load_pair_labels(args.data / e.labels, video_key=e.labels_video)
         if len(truth) != total - 1:
             raise ValueError(f"{e.name}: {total} frames but {len(truth)} pair labels")
         windows = production_windows(store, prefix, total)
