@@ -36,17 +36,7 @@ from modal_gpu.preprocess_reference import reference_transform
 
 def timed(fn, repeats: int, sync: bool) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return timed_interleaved([fn], repeats, sync)[0]
 
 
 def timed_interleaved(fns, repeats: int, sync: bool) -> list[float]:

@@ -9,31 +9,17 @@ import json
 import subprocess
 import sys
 import uuid
-from contextlib import ExitStack
 
 import psycopg
-import pytest
 
 from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from boundaries.results_db import read_results_db
 from boundaries.shards import plan_shards, shard_id
 from tests.conftest import REPO
-from tests.integration.faults import FAST_TIMING, copy_video, read_counts, set_faults, synthetic_video
-from tests.integration.harness import e2e_settings, open_stack
+from tests.integration.faults import copy_video, read_counts, set_faults, synthetic_video
 from worker.embedded import child_env
 
 FLAKY = "tests.integration.faults:flaky"
-
-
-@pytest.fixture
-def make_stack(redis_url, pg_dsn, db_schema, moto_s3, s3_bucket, tmp_path):
-    with ExitStack() as es:
-        def make(**overrides):
-            settings = e2e_settings(redis_url=redis_url, pg_dsn=pg_dsn, db_schema=db_schema, tmp_path=tmp_path,
-                                    s3_endpoint=moto_s3.endpoint_url, s3_bucket=s3_bucket,
-                                    **(FAST_TIMING | overrides))
-            return open_stack(settings, es)
-        yield make
 
 
 def _rows(pg_dsn, schema, sql, *args):

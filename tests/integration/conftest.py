@@ -1,0 +1,21 @@
+"""Fixtures shared by the integration tests."""
+
+from contextlib import ExitStack
+
+import pytest
+
+from tests.integration.faults import FAST_TIMING
+from tests.integration.harness import e2e_settings, open_stack
+
+
+@pytest.fixture
+def make_stack(redis_url, pg_dsn, db_schema, moto_s3, s3_bucket, tmp_path):
+    """``make(**settings_overrides) -> Stack``: producer + registry + S3 store on the test services, with
+    the fast reliability timings; everything it starts stops at the end of the test."""
+    with ExitStack() as es:
+        def make(**overrides):
+            settings = e2e_settings(redis_url=redis_url, pg_dsn=pg_dsn, db_schema=db_schema, tmp_path=tmp_path,
+                                    s3_endpoint=moto_s3.endpoint_url, s3_bucket=s3_bucket,
+                                    **(FAST_TIMING | overrides))
+            return open_stack(settings, es)
+        yield make
