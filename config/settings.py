@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     webhook_tables: tuple[str, ...] = ("cropped_frames_versions", "videos")
     dedupe_ttl_s: int = 7 * 24 * 3600
     reconcile_interval_s: int = 300
+    producer_connections: int = Field(8, ge=1, le=64)
+    """Connections the producer opens at start-up and keeps open, per service: PostgreSQL (pool min =
+    max), Redis (dedupe) and the Celery broker (producer pool), so no webhook pays a connect."""
+    producer_db_timeout_s: float = Field(1.0, gt=0)
+    """Seconds a webhook waits for a registry connection before it is answered 503 (pg_net waits 1–5 s
+    for the whole request, COMPAT.md §7; the reconciler recovers the event)."""
 
     # --- queue / Celery -------------------------------------------------------------------------
     queue_high: str = "boundary.high"

@@ -40,6 +40,7 @@ from config.settings import Settings
 from producer.auth import Unauthorized, check_bearer, check_signature
 from producer.metrics import ProducerMetrics
 from producer.payload import WebhookEnvelope, select_event
+from producer.warmup import warm_up
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,9 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
 
         if settings.database_url is None:
             raise ValueError("database_url is not set (BOUNDARIES_DATABASE_URL); pass registry= or set it")
-        db = Database(settings.database_url.get_secret_value(), settings.db_schema, max_size=8)
+        n = settings.producer_connections
+        db = Database(settings.database_url.get_secret_value(), settings.db_schema, max_size=n, min_size=n,
+                      timeout_s=settings.producer_db_timeout_s, check=True)
         registry = Registry(db)
         owned.append(db)
     if redis_client is None:
@@ -129,12 +132,16 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         from config.celery_app import make_celery
 
         celery_app = fail_fast_celery(make_celery(settings))
+        owned.append(celery_app)
     model_version = resolve_model_version(settings)
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
     metrics = ProducerMetrics()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # uvicorn runs this before it accepts connections: no webhook pays a connect (producer/warmup.py)
+        app.state.warm_up = await run_in_threadpool(
+            warm_up, registry, redis_client, celery_app, connections=settings.producer_connections)
         yield
         for thing in owned:
             thing.close()

@@ -17,14 +17,29 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class Database:
-    """A lazily opened, fork-aware connection pool whose connections use ``schema`` as search_path."""
+    """A lazily opened, fork-aware connection pool whose connections use ``schema`` as search_path.
 
-    def __init__(self, dsn: str, schema: str, *, max_size: int = 4):
+    Args:
+        max_size: most connections held.
+        min_size: connections opened in the background when the pool opens and kept open (0: open on
+            demand; a latency-sensitive process such as the producer keeps them warm).
+        timeout_s: seconds a caller waits for a connection before ``psycopg_pool.PoolTimeout``.
+        check: test each connection with an empty query when it is handed out (one round trip), so
+            one broken by a PostgreSQL restart is replaced instead of failing the caller.
+    """
+
+    def __init__(self, dsn: str, schema: str, *, max_size: int = 4, min_size: int = 0, timeout_s: float = 10.0,
+                 check: bool = False):
         if not _SCHEMA_RE.match(schema):
             raise ValueError(f"db_schema must match {_SCHEMA_RE.pattern}, got {schema!r}")
+        if not 0 <= min_size <= max_size:
+            raise ValueError(f"min_size must be within 0..max_size ({max_size}), got {min_size}")
         self._dsn = dsn
         self.schema = schema
         self._max_size = max_size
+        self._min_size = min_size
+        self._timeout_s = timeout_s
+        self._check = check
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -38,9 +53,9 @@ class Database:
             if self._pool is None or self._pid != os.getpid():
                 # After fork (Celery prefork, process pools) never reuse the parent's sockets.
                 self._pool = ConnectionPool(
-                    self._dsn, min_size=0, max_size=self._max_size, open=True,
+                    self._dsn, min_size=self._min_size, max_size=self._max_size, open=True,
                     kwargs={"row_factory": dict_row, "connect_timeout": 5}, configure=self._configure,
-                    timeout=10,
+                    timeout=self._timeout_s, check=ConnectionPool.check_connection if self._check else None,
                 )
                 self._pid = os.getpid()
             return self._pool
