@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = 256 * 1024
     webhook_timestamp_tolerance_s: int = 300
     webhook_tables: tuple[str, ...] = ("cropped_frames_versions", "videos")
+    webhook_schemas: tuple[str, ...] = ()
+    """Schemas whose table events count (the envelope's ``schema``); empty: only ``db_schema``, the one
+    the registry and the worker read. An event from another schema is answered 200 and ignored; one
+    without a schema is taken."""
     dedupe_ttl_s: int = 7 * 24 * 3600
     reconcile_interval_s: int = 300
     producer_connections: int = Field(8, ge=1, le=64)

@@ -170,7 +170,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
                 raise _Reject(401, "bad_signature", str(e)) from None
         env = _parse(body)
         try:
-            sel = select_event(env, settings.webhook_tables)
+            sel = select_event(env, settings.webhook_tables, settings.webhook_schemas or (settings.db_schema,))
         except ValidationError as e:
             raise _Reject(422, "invalid_payload", _validation_reason(e)) from None
         if not sel.selected:

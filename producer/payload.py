@@ -88,15 +88,20 @@ def _ignored(code: str, reason: str) -> Selection:
     return Selection(reason=reason, code=code)
 
 
-def select_event(env: WebhookEnvelope, tables: tuple[str, ...] | list[str]) -> Selection:
+def select_event(env: WebhookEnvelope, tables: tuple[str, ...] | list[str],
+                 schemas: tuple[str, ...] | list[str] | None = None) -> Selection:
     """Decide whether ``env`` is a "frames cropped" event.
 
-    ``tables`` is ``settings.webhook_tables``; a table not listed there is ignored.
+    ``tables`` is ``settings.webhook_tables``; a table not listed there is ignored. ``schemas``: the
+    schemas whose events count (None: any); an event from another one is ignored, one whose
+    ``schema`` is null is taken (COMPAT.md §7 lets any field be null).
 
     Raises:
         pydantic.ValidationError: a typed column (ids, version, status) has a wrong type or a
             non-UUID id.
     """
+    if schemas is not None and env.schema_name is not None and env.schema_name not in schemas:
+        return _ignored("schema", f"schema {env.schema_name!r} not watched (watching {', '.join(schemas)})")
     if env.table not in tables:
         return _ignored("table", f"table {env.table!r} not watched")
     if env.table == VERSIONS_TABLE:

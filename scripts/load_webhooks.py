@@ -57,12 +57,12 @@ def _mean_enqueue_ms(base: str) -> float:
     return 1000 * values.get("boundaries_webhook_enqueue_seconds_sum", 0) / count if count else float("nan")
 
 
-def _payload(i: int) -> dict:
+def _payload(i: int, schema: str) -> dict:
     video_id, tenant_id = str(uuid.uuid4()), str(uuid.uuid4())
     rec = {"id": str(uuid.uuid4()), "video_id": video_id, "tenant_id": tenant_id, "version": 1 + i % 3,
            "status": "active", "storage_prefix": f"{tenant_id}/{video_id}/cropped_frames_v1/",
            "total_frames": 36000, "chunk_count": 1125, "frame_rate": 10}
-    return {"type": "UPDATE", "table": "cropped_frames_versions", "schema": "captionacc_production",
+    return {"type": "UPDATE", "table": "cropped_frames_versions", "schema": schema,
             "record": rec, "old_record": {**rec, "status": "processing"}}
 
 
@@ -95,14 +95,14 @@ class _Conn:
         await self.writer.wait_closed()
 
 
-async def _burst(port: int, secret: str, n: int, rate: float, concurrency: int
+async def _burst(port: int, secret: str, schema: str, n: int, rate: float, concurrency: int
                  ) -> tuple[list[float], list[float], list[int], float]:
     """Open-loop schedule (request i is due at t0 + i/rate) served by ``concurrency`` connections.
 
     Returns (latency ms from request start to response, lag ms of each start behind its schedule,
     status codes, elapsed seconds).
     """
-    bodies = [json.dumps(_payload(i)).encode() for i in range(n)]
+    bodies = [json.dumps(_payload(i, schema)).encode() for i in range(n)]
     latencies_ms, lags_ms, codes = [0.0] * n, [0.0] * n, [0] * n
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
     todo: asyncio.Queue[int] = asyncio.Queue()
@@ -167,7 +167,7 @@ def _run_once(args: argparse.Namespace) -> dict:
 
         cpu0 = _cpu_s(server.pid)
         lat, lag, codes, elapsed = asyncio.run(
-            _burst(port, secret, args.events, args.rate, args.concurrency))
+            _burst(port, secret, schema, args.events, args.rate, args.concurrency))
         server_cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / args.events
         enqueue_ms = _mean_enqueue_ms(base)
         queued = sum(r.llen(q) for q in queues)

@@ -125,6 +125,17 @@ def test_irrelevant_events_are_ignored_with_a_reason(producer_factory, video_id,
     assert p.queued() == []
 
 
+def test_only_the_registry_schema_counts_by_default(producer_factory, video_id, tenant_id):
+    p = producer_factory(webhook_schemas=())  # the default: only db_schema
+    other = p.post(version_payload(video_id, tenant_id, schema="captionacc_staging"))
+    assert other.status_code == 200 and other.json()["status"] == "ignored", other.text
+    assert "captionacc_staging" in other.json()["reason"]
+    assert p.queued() == []
+    ours = p.post(version_payload(video_id, tenant_id, schema=p.settings.db_schema))
+    assert ours.status_code == 202, ours.text
+    assert len(p.queued()) == 1
+
+
 def test_insert_active_and_videos_update_are_one_job(producer_factory, video_id, tenant_id):
     p = producer_factory()
     r1 = p.post(version_payload(video_id, tenant_id, 3, op="INSERT", old_status=None))

@@ -77,6 +77,9 @@ class Producer:
 
 def make_settings(redis_url: str, pg_dsn: str, db_schema: str, **overrides) -> Settings:
     q = uuid.uuid4().hex[:10]
+    # test payloads name the schema of their source table ("public", or the trigger test's
+    # captionacc_production) while each test's registry lives in a schema of its own
+    overrides.setdefault("webhook_schemas", ("public", "captionacc_production"))
     return Settings(redis_url=redis_url, database_url=pg_dsn, db_schema=db_schema,
                     webhook_secret=SECRET, queue_high=f"test.{q}.high", queue_low=f"test.{q}.low",
                     model_version="testmodel_0123abcd", **overrides)

@@ -53,6 +53,14 @@ def test_table_selection_is_configurable():
     assert select_event(env(), ("videos",)).code == "table"
 
 
+def test_events_of_other_schemas_are_ignored_and_a_null_schema_is_taken():
+    staging = select_event(env(schema="captionacc_staging"), TABLES, ("captionacc_production",))
+    assert not staging.selected and staging.code == "schema" and "captionacc_staging" in staging.reason
+    assert select_event(env(), TABLES, ("captionacc_production",)).selected
+    assert select_event(env(schema=None), TABLES, ("captionacc_production",)).selected
+    assert select_event(env(schema="anything"), TABLES).selected  # no schema filter given
+
+
 def test_videos_update_with_a_new_current_version():
     rec = {"id": V, "tenant_id": T, "current_cropped_frames_version": 4, "deleted_at": None, "title": "x"}
     sel = select_event(env(table="videos", record=rec, old_record={**rec, "current_cropped_frames_version": 3}),
