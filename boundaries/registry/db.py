@@ -61,9 +61,22 @@ class Database:
             return self._pool
 
     @contextmanager
-    def connection(self):
+    def connection(self, *, autocommit: bool = False):
+        """A pooled connection; the block is one transaction, committed at its end (rolled back on error).
+
+        ``autocommit=True``: each statement commits on its own — for a single statement, one round
+        trip instead of three (BEGIN, statement, COMMIT).
+        """
         with self.pool().connection() as conn:
-            yield conn
+            if not autocommit:
+                yield conn
+                return
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():

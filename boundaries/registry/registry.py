@@ -70,9 +70,10 @@ class Registry:
         """Record the job as ``queued`` unless one exists for its idempotency key.
 
         Returns ``(job_id, created)``. A replay of a ``failed`` job puts it back to ``queued`` and
-        counts as created (it must be enqueued again).
+        counts as created (it must be enqueued again). Each statement commits on its own (autocommit:
+        one round trip on the webhook path); the SELECT after a conflict sees the winner's committed row.
         """
-        with self.db.connection() as c:
+        with self.db.connection(autocommit=True) as c:
             row = c.execute(
                 "INSERT INTO boundary_inference_jobs (video_id, tenant_id, cropped_frames_version,"
                 " model_version, status, priority, source) VALUES (%s,%s,%s,%s,'queued',%s,%s)"
