@@ -3,14 +3,18 @@
 A job event is enqueued at most once per idempotency key ``(video_id, cropped_frames_version,
 model_version)`` (COMPAT.md §6):
 
-1. Redis ``SET NX`` on ``boundaries:dedupe:{db_schema}:{key}`` (TTL ``settings.dedupe_ttl_s``): a fast
-   filter for webhook bursts (three identical webhooks → one winner). Sources other than
-   ``webhook`` fall through to step 2 when the key exists, so a key left by a crashed producer
-   never hides work from the reconciler; ``replay`` skips the key altogether.
+1. Redis ``SET NX`` on ``boundaries:dedupe:{db_schema}:{key}``: a fast filter for repeated webhooks.
+   The winner sets ``pending`` with a short TTL (``settings.dedupe_pending_ttl_s``) and, once the
+   job is sent, the job id with ``settings.dedupe_ttl_s``. A webhook finding a job id whose job exists
+   is a duplicate without touching the jobs table; one finding ``pending`` (a request in flight, or
+   one that died) or a job id without a job falls through to step 2, so a key left by a crashed or
+   failed request never hides work. Other sources always fall through; ``replay`` skips the key.
 2. ``Registry.record_job`` — the UNIQUE key in PostgreSQL is the source of truth. The job row is
    written ``queued`` *before* the task is sent.
 3. ``send_task`` by name (``boundaries.process_video``) to the priority's queue, kwargs
-   ``{"event": event.model_dump(mode="json")}`` with ``job_id`` set.
+   ``{"event": event.model_dump(mode="json")}`` with ``job_id`` set; then the row's ``sent_at`` is set.
+   A ``queued`` row left without ``sent_at`` (the send failed and so did the undo) is re-sent by the
+   reconciler after ``settings.resend_unsent_after_s``.
 
 If Redis, the broker or the registry is unreachable, :class:`QueueUnavailable` (a TransientError)
 is raised and the half state of *this call* is undone (the job row it created, the dedupe key it
@@ -55,24 +59,33 @@ def dedupe_key(settings: Settings, event: JobEvent) -> str:
     return f"boundaries:dedupe:{settings.db_schema}:{event.idempotency_key}"
 
 
-def fail_fast_redis(url: str):
-    """A redis-py client that fails within ~1 s when Redis is down (redis-py 8 retries with backoff
-    for seconds by default; pg_net waits 1–5 s for the whole webhook, COMPAT.md §7)."""
+def fail_fast_redis(url: str, timeout_s: float = 2.0):
+    """A redis-py client that fails fast when Redis is down or hung (redis-py 8 retries with backoff
+    for seconds by default; pg_net waits 1–5 s for the whole webhook, COMPAT.md §7).
+
+    Connect timeout 0.5 s; a reply must come within ``timeout_s`` seconds. One immediate retry on a
+    connection error (a socket broken by a Redis restart), none on a timeout (a hung Redis would
+    double the wait).
+    """
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1))
+    retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=min(0.5, timeout_s),
+                                retry=retry)
 
 
-def fail_fast_celery(celery_app: Celery) -> Celery:
-    """Make ``send_task`` on ``celery_app`` fail in < 1 s when the broker is down (instead of ~6 s).
+def fail_fast_celery(celery_app: Celery, timeout_s: float = 2.0) -> Celery:
+    """Make ``send_task`` on ``celery_app`` fail in about ``timeout_s`` when the broker is down or hung
+    (instead of ~6 s, or never).
 
-    Only for a producer-side app: it shortens broker connect timeouts and retries. Returns the app.
+    Only for a producer-side app: it shortens broker connect/socket timeouts and retries. Returns the app.
     """
     conf = celery_app.conf
-    conf.broker_transport_options = {**(conf.broker_transport_options or {}), "socket_connect_timeout": 0.5,
-                                     "socket_timeout": 2, "max_retries": 0}
+    conf.broker_transport_options = {**(conf.broker_transport_options or {}),
+                                     "socket_connect_timeout": min(0.5, timeout_s), "socket_timeout": timeout_s,
+                                     "max_retries": 0}
     conf.broker_connection_timeout = 1
     return celery_app
 
@@ -91,10 +104,13 @@ def _is_broker_error(e: BaseException) -> bool:
 
 
 def _is_db_error(e: BaseException) -> bool:
+    """The registry cannot take the write now (down, hung, restarting, read-only standby after a
+    failover): retry later. Errors of our SQL or data (ProgrammingError, DataError…) are not."""
     import psycopg
     import psycopg_pool
 
-    return isinstance(e, psycopg.OperationalError | psycopg_pool.PoolTimeout)
+    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
+                      | psycopg.errors.ReadOnlySqlTransaction)
 
 
 class Enqueuer:
@@ -121,8 +137,9 @@ class Enqueuer:
         if settings.database_url is None or not settings.redis_url:
             raise ValueError("Enqueuer.from_settings needs redis_url and database_url (BOUNDARIES_*)")
         registry = Registry(Database(settings.database_url.get_secret_value(), settings.db_schema))
-        client = fail_fast_redis(redis_py_url(settings.redis_url))
-        return cls(settings, registry, client, fail_fast_celery(make_celery(settings)))
+        client = fail_fast_redis(redis_py_url(settings.redis_url), settings.producer_redis_timeout_s)
+        return cls(settings, registry, client,
+                   fail_fast_celery(make_celery(settings), settings.producer_redis_timeout_s))
 
     def enqueue(self, event: JobEvent) -> EnqueueResult:
         """Record and send ``event`` unless a job with its idempotency key exists.
@@ -140,14 +157,14 @@ class Enqueuer:
         own_key = False
         if event.source != "replay":
             try:
-                own_key = bool(self.redis.set(key, _PENDING, nx=True, ex=self.settings.dedupe_ttl_s))
+                own_key = bool(self.redis.set(key, _PENDING, nx=True, ex=self.settings.dedupe_pending_ttl_s))
                 if not own_key and event.source == "webhook":
                     held = self.redis.get(key)
                     job_id = held.decode() if isinstance(held, bytes) else held
-                    if job_id in (None, _PENDING) or self.registry.get_job(job_id) is not None:
-                        return EnqueueResult(None if job_id in (None, _PENDING) else job_id, "duplicate")
-                    # the job behind the key was released (its version was not active yet): the registry's
-                    # unique key decides below
+                    if job_id not in (None, _PENDING) and self.registry.get_job(job_id) is not None:
+                        return EnqueueResult(job_id, "duplicate")
+                    # 'pending' (a request in flight, or one that failed or died before it could clear the
+                    # key) or a released job: the registry's unique key decides below
             except Exception as e:
                 if _is_redis_error(e):
                     raise QueueUnavailable(f"Redis unreachable for dedupe key {key!r}: {e}") from e
@@ -182,12 +199,40 @@ class Enqueuer:
                 msg = f"broker unreachable sending job {job_id} to queue {queue!r}: {e}"
                 raise QueueUnavailable(msg) from e
             raise
-        if own_key:
+        self._mark_sent(job_id)
+        if event.source != "replay":  # also over a 'pending' left by a failed or dead request
             self._remember(key, job_id)
         log_.info("job.enqueued", job_id=job_id, queue=queue)
         return EnqueueResult(job_id, "queued")
 
+    def send_existing(self, row: dict, *, source: str = "reconciler") -> None:
+        """Send the message of an already recorded job (a registry row with its ``id``) to its priority's
+        queue. A duplicate message is harmless (the worker claims a job by status and attempt).
+
+        Raises:
+            QueueUnavailable: the broker is unreachable.
+        """
+        from config.celery_app import queue_for
+
+        event = JobEvent(video_id=str(row["video_id"]), tenant_id=str(row["tenant_id"]),
+                         cropped_frames_version=row["cropped_frames_version"], model_version=row["model_version"],
+                         priority=row["priority"], source=source, job_id=str(row["id"]))
+        queue = queue_for(self.settings, event.priority)
+        try:
+            self.celery.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
+                                  queue=queue, retry=False)
+        except Exception as e:
+            if _is_broker_error(e):
+                raise QueueUnavailable(f"broker unreachable re-sending job {event.job_id}: {e}") from e
+            raise
+
     # --- undo helpers (best effort: the service may be the one that is down) ----------------------
+    def _mark_sent(self, job_id: str) -> None:
+        try:
+            self.registry.mark_sent(job_id)
+        except Exception as e:  # the message is out; at worst the reconciler sends a harmless duplicate
+            log.warning("enqueue.mark_sent_failed", job_id=job_id, error=str(e))
+
     def _remember(self, key: str, job_id: str) -> None:
         try:
             self.redis.set(key, job_id, ex=self.settings.dedupe_ttl_s)

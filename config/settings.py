@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PLACEHOLDER_WEBHOOK_SECRET = "change-me"  # noqa: S105 (a placeholder the producer refuses)
+"""Default of ``webhook_secret``; the producer refuses to start with it (the main job replaces it)."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOUNDARIES_", extra="ignore")
@@ -47,7 +50,7 @@ class Settings(BaseSettings):
     )
 
     # --- webhook / producer (COMPAT.md §7) -------------------------------------------------------
-    webhook_secret: SecretStr = SecretStr("change-me")
+    webhook_secret: SecretStr = SecretStr(PLACEHOLDER_WEBHOOK_SECRET)
     """Shared secret of the ``Authorization: Bearer`` header."""
     webhook_hmac_secret: SecretStr | None = None
     """Optional Standard Webhooks secret (``whsec_…`` base64); when set, signatures are required."""
@@ -59,13 +62,26 @@ class Settings(BaseSettings):
     the registry and the worker read. An event from another schema is answered 200 and ignored; one
     without a schema is taken."""
     dedupe_ttl_s: int = 7 * 24 * 3600
+    """How long Redis remembers a sent job's id for its idempotency key (repeated webhooks skip the
+    jobs table)."""
+    dedupe_pending_ttl_s: int = Field(60, ge=1)
+    """TTL of the ``pending`` marker a request sets before it records and sends the job; longer than
+    any request (a killed producer's marker goes away on its own)."""
     reconcile_interval_s: int = 300
+    resend_unsent_after_s: float = Field(60.0, gt=0)
+    """A ``queued`` job whose message was never marked sent (``sent_at`` null) this many seconds after
+    it was recorded is re-sent by the reconciler; longer than any producer request."""
     producer_connections: int = Field(8, ge=1, le=64)
     """Connections the producer opens at start-up and keeps open, per service: PostgreSQL (pool min =
     max), Redis (dedupe) and the Celery broker (producer pool), so no webhook pays a connect."""
     producer_db_timeout_s: float = Field(1.0, gt=0)
     """Seconds a webhook waits for a registry connection before it is answered 503 (pg_net waits 1–5 s
     for the whole request, COMPAT.md §7; the reconciler recovers the event)."""
+    producer_redis_timeout_s: float = Field(0.5, gt=0)
+    """Seconds the producer waits for a Redis or broker reply before it gives up (503)."""
+    producer_deadline_s: float = Field(2.0, gt=0)
+    """Longest a webhook's enqueue (or a /readyz probe) may take; past it the answer is 503 +
+    Retry-After, whatever is hung (the enqueue finishes or undoes itself in the background)."""
 
     # --- queue / Celery -------------------------------------------------------------------------
     queue_high: str = "boundary.high"

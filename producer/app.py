@@ -26,6 +26,8 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -36,7 +38,7 @@ from starlette.requests import ClientDisconnect
 from boundaries.enqueue import Enqueuer, QueueUnavailable, fail_fast_celery, fail_fast_redis
 from boundaries.events import JobEvent
 from boundaries.model_versions import resolve_model_version
-from config.settings import Settings
+from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings
 from producer.auth import Unauthorized, check_bearer, check_signature
 from producer.metrics import ProducerMetrics
 from producer.payload import WebhookEnvelope, select_event
@@ -45,6 +47,11 @@ from producer.warmup import warm_up
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_S = 5
+# libpq TCP settings of the producer's registry connections: a silently dead peer is noticed in ~10 s
+# (keepalives) and unacknowledged writes are abandoned after 5 s, so threads left behind a request
+# deadline do not wait for the kernel's ~15 min retransmission timeout
+_PG_TCP_OPTIONS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                   "tcp_user_timeout": 5000}
 
 
 class _Reject(Exception):
@@ -83,9 +90,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _parse_int(literal: str) -> int | str:
+    """JSON integers; one longer than Python converts (4 300 digits, sys.int_info) stays its text: an
+    ignored column (a Postgres ``numeric``) must not drop the event, a typed one then fails (422)."""
+    return int(literal) if len(literal) <= 4000 else literal
+
+
 def _parse(body: bytes) -> WebhookEnvelope:
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_int=_parse_int)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise _Reject(400, "bad_json", f"body is not JSON: {str(e)[:200]}") from None
     try:
@@ -106,9 +119,13 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
             fail fast (:func:`boundaries.enqueue.fail_fast_celery`; apply it to an app you pass).
 
     Raises:
-        ValueError: ``redis_url`` / ``database_url`` unset while the object is not given, or a
-            checkpoint is configured without ``model_version`` (see resolve_model_version).
+        ValueError: ``webhook_secret`` empty or the placeholder of Settings (anyone who read the source
+            could queue GPU jobs); ``redis_url`` / ``database_url`` unset while the object is not
+            given; a checkpoint configured without ``model_version`` (see resolve_model_version).
     """
+    if settings.webhook_secret.get_secret_value() in ("", PLACEHOLDER_WEBHOOK_SECRET):
+        raise ValueError("webhook_secret (BOUNDARIES_WEBHOOK_SECRET) is empty or the placeholder "
+                         f"{PLACEHOLDER_WEBHOOK_SECRET!r}; set a random secret shared with the Supabase trigger")
     owned: list[Any] = []
     if registry is None:
         from boundaries.registry.db import Database
@@ -118,7 +135,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
             raise ValueError("database_url is not set (BOUNDARIES_DATABASE_URL); pass registry= or set it")
         n = settings.producer_connections
         db = Database(settings.database_url.get_secret_value(), settings.db_schema, max_size=n, min_size=n,
-                      timeout_s=settings.producer_db_timeout_s, check=True)
+                      timeout_s=settings.producer_db_timeout_s, check=True, connect_options=_PG_TCP_OPTIONS)
         registry = Registry(db)
         owned.append(db)
     if redis_client is None:
@@ -126,12 +143,12 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
 
         if not settings.redis_url:
             raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); pass redis_client= or set it")
-        redis_client = fail_fast_redis(redis_py_url(settings.redis_url))
+        redis_client = fail_fast_redis(redis_py_url(settings.redis_url), settings.producer_redis_timeout_s)
         owned.append(redis_client)
     if celery_app is None:
         from config.celery_app import make_celery
 
-        celery_app = fail_fast_celery(make_celery(settings))
+        celery_app = fail_fast_celery(make_celery(settings), settings.producer_redis_timeout_s)
         owned.append(celery_app)
     model_version = resolve_model_version(settings)
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
@@ -141,7 +158,8 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
     async def lifespan(_app: FastAPI):
         # uvicorn runs this before it accepts connections: no webhook pays a connect (producer/warmup.py)
         app.state.warm_up = await run_in_threadpool(
-            warm_up, registry, redis_client, celery_app, connections=settings.producer_connections)
+            warm_up, registry, redis_client, celery_app, connections=settings.producer_connections,
+            timeout_s=settings.producer_deadline_s)
         yield
         for thing in owned:
             thing.close()
@@ -155,6 +173,12 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         log.info("webhook.rejected", status=e.status, code=e.code, reason=e.reason)
         return JSONResponse({"status": "rejected", "reason": e.reason}, status_code=e.status,
                             headers=e.headers)
+
+    async def _within_deadline(fn, *args):
+        """Run blocking ``fn`` in a worker thread; TimeoutError after ``producer_deadline_s``. The thread is
+        abandoned, not killed: an enqueue finishes or undoes itself (a hung service's socket times out)."""
+        with anyio.fail_after(settings.producer_deadline_s):
+            return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
     async def handle(request: Request) -> JSONResponse:
         try:
@@ -181,9 +205,10 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
                          model_version=model_version, priority=settings.default_priority, source="webhook")
         t0 = time.perf_counter()
         try:
-            result = await run_in_threadpool(enqueuer.enqueue, event)
-        except QueueUnavailable as e:
-            log.warning("webhook.unavailable", error=str(e), video_id=event.video_id)
+            result = await _within_deadline(enqueuer.enqueue, event)
+        except (QueueUnavailable, TimeoutError) as e:
+            error = str(e) or f"no answer within {settings.producer_deadline_s} s"
+            log.warning("webhook.unavailable", error=error, video_id=event.video_id)
             raise _Reject(503, "unavailable", "queue unavailable; retry later",
                           {"Retry-After": str(RETRY_AFTER_S)}) from None
         finally:
@@ -221,9 +246,12 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
                 redis_ok = bool(redis_client.ping())
             except Exception:
                 redis_ok = False
-            return {"redis": redis_ok, "registry": registry.db.ping()}
+            return {"redis": redis_ok, "registry": registry.db.ping(writable=True)}
 
-        checks = await run_in_threadpool(probe)
+        try:
+            checks = await _within_deadline(probe)
+        except TimeoutError:
+            checks = {"redis": False, "registry": False, "timed_out": True}
         ok = all(checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", **checks},
                             status_code=200 if ok else 503)

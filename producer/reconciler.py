@@ -3,7 +3,8 @@ tries once, no retries, lost on a DB crash) and enqueues them.
 
 An active cropped-frames version of a live video with no job for the current model_version is
 enqueued with ``source="reconciler"`` through the same idempotent :class:`Enqueuer` as webhooks, so
-running it twice, or concurrently with webhooks, still yields one job per idempotency key.
+running it twice, or concurrently with webhooks, still yields one job per idempotency key. It also
+re-sends ``queued`` jobs whose message was never marked sent (:func:`resend_unsent`).
 
 Scheduling: :func:`reconcile_forever` is a plain loop (``boundaries reconcile --loop`` or its own
 process); it runs once at start and then every ``settings.reconcile_interval_s`` seconds.
@@ -29,7 +30,8 @@ log = structlog.get_logger(__name__)
 
 
 def reconcile(settings: Settings, registry: Registry, enqueuer: Enqueuer, *, limit: int = 1000) -> int:
-    """Enqueue up to ``limit`` active versions that have no job. Returns how many were queued.
+    """Enqueue up to ``limit`` active versions that have no job, and re-send jobs recorded but never sent
+    (:func:`resend_unsent`). Returns how many messages were sent.
 
     Versions that turn out to have a job meanwhile (a webhook won the race) count as duplicates,
     not as queued.
@@ -52,9 +54,31 @@ def reconcile(settings: Settings, registry: Registry, enqueuer: Enqueuer, *, lim
                      job_id=result.job_id)
         else:
             duplicates += 1
-    log.info("reconcile.completed", found=len(rows), queued=queued, duplicates=duplicates,
+    resent = resend_unsent(settings, registry, enqueuer, limit=limit)
+    log.info("reconcile.completed", found=len(rows), queued=queued, duplicates=duplicates, resent=resent,
              model_version=model_version)
-    return queued
+    return queued + resent
+
+
+def resend_unsent(settings: Settings, registry: Registry, enqueuer: Enqueuer, *, limit: int = 1000) -> int:
+    """Send the messages of ``queued`` jobs recorded more than ``settings.resend_unsent_after_s`` ago and
+    never marked sent (a producer that could neither send nor undo: broker and PostgreSQL failing
+    together, or a crash between the two). Returns how many were sent.
+
+    Raises:
+        TransientError (QueueUnavailable): the broker is unreachable; the job not sent is unmarked and
+            found again on the next run.
+    """
+    rows = registry.claim_unsent_jobs(settings.resend_unsent_after_s, limit=limit)
+    for i, row in enumerate(rows):
+        try:
+            enqueuer.send_existing(row)
+        except Exception:
+            for rest in rows[i:]:
+                registry.unmark_sent(str(rest["id"]))
+            raise
+        log.warning("reconcile.resent_unsent_job", job_id=str(row["id"]), video_id=str(row["video_id"]))
+    return len(rows)
 
 
 def reconcile_forever(settings: Settings, registry: Registry, enqueuer: Enqueuer, *,

@@ -8,14 +8,15 @@ slower than 20 ms fell in the first 0.5 s of the burst (the first ones took 350�
 after that, none. :func:`warm_up` moves that cost to start-up, where uvicorn runs it before it
 accepts connections.
 
-Best effort: a service that is down at start-up is logged and skipped — the producer must still
-start and answer 503 (with ``Retry-After``) until it comes back.
+Best effort: a service that is down or hung at start-up is logged and skipped — the producer must
+still start (within ``producer_deadline_s``) and answer 503 (with ``Retry-After``) until it comes back.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ def _warm_registry(registry: Any, n: int, timeout_s: float) -> int:
         return pool.get_stats().get("pool_size", pool.min_size)
     conns = []
     try:
-        for _ in range(n):
+        for _ in range(min(n, pool.max_size)):
             conns.append(pool.getconn(timeout=timeout_s))
     finally:
         for c in conns:
@@ -93,26 +94,37 @@ def warm_up(registry: Any, redis_client: Any, celery_app: Any, *, connections: i
             ) -> WarmUp:
     """Open ``connections`` connections to PostgreSQL, Redis and the broker (blocking; run it in a thread).
 
+    The three services are warmed concurrently and the whole call returns within about ``timeout_s``
+    even when a service hangs (accepts TCP, never answers): a step still running then is abandoned
+    (its own socket timeouts end it) and reported in ``errors``.
+
     Args:
         registry: a ``Registry`` (its ``db`` pool is warmed).
         redis_client: a redis-py client (dedupe keys).
         celery_app: the Celery app whose ``send_task`` the enqueue uses.
         connections: how many per service (``settings.producer_connections``).
-        timeout_s: longest wait for one service.
+        timeout_s: longest wait, for all services together (``settings.producer_deadline_s``).
 
     Returns:
         :class:`WarmUp`; a service that failed is named in ``errors`` and does not raise.
     """
     t0 = time.perf_counter()
     result = WarmUp()
-    steps = (("registry", lambda: _warm_registry(registry, connections, timeout_s)),
-             ("redis", lambda: _warm_redis(redis_client, connections)),
-             ("broker", lambda: _warm_broker(celery_app, connections, timeout_s)))
-    for name, step in steps:
-        try:
-            setattr(result, name, step())
-        except Exception as e:  # a service down at start-up: start anyway, answer 503 until it is back
+    steps = {"registry": lambda: _warm_registry(registry, connections, timeout_s),
+             "redis": lambda: _warm_redis(redis_client, connections),
+             "broker": lambda: _warm_broker(celery_app, connections, timeout_s)}
+    pool = ThreadPoolExecutor(len(steps), thread_name_prefix="warm-up")
+    futures = {pool.submit(step): name for name, step in steps.items()}
+    done, _ = wait(futures, timeout=timeout_s)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for future, name in futures.items():
+        if future not in done:
+            result.errors[name] = f"no answer within {timeout_s} s"
+        elif future.exception() is not None:  # a service down at start-up: start anyway, 503 until it is back
+            e = future.exception()
             result.errors[name] = f"{type(e).__name__}: {e}"[:300]
+        else:
+            setattr(result, name, future.result())
     result.seconds = time.perf_counter() - t0
     if result.errors:
         log.warning("producer.warm_up_incomplete", registry=result.registry, redis=result.redis,

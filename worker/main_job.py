@@ -32,7 +32,7 @@ from boundaries.results_db import read_results_db
 from boundaries.segments import Segment, segments_from_labels
 from boundaries.shards import plan_shards
 from boundaries.storage.factory import store_from_settings
-from config.settings import Settings
+from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings
 from worker.deps import database
 from worker.embedded import child_env, with_embedded_services
 
@@ -126,7 +126,7 @@ def run_main_job(video: Path, crop: tuple[float, float, float, float], anchor: s
     t0 = time.perf_counter()
     with ExitStack() as stack:
         settings = with_embedded_services(settings, stack)
-        if settings.webhook_secret.get_secret_value() == "change-me":
+        if settings.webhook_secret.get_secret_value() in ("", PLACEHOLDER_WEBHOOK_SECRET):
             settings = settings.model_copy(update={"webhook_secret": SecretStr(secrets.token_urlsafe(24))})
         db = database(settings)
         stack.callback(db.close)

@@ -26,10 +26,11 @@ class Database:
         timeout_s: seconds a caller waits for a connection before ``psycopg_pool.PoolTimeout``.
         check: test each connection with an empty query when it is handed out (one round trip), so
             one broken by a PostgreSQL restart is replaced instead of failing the caller.
+        connect_options: extra libpq connection parameters (e.g. ``keepalives``, ``tcp_user_timeout``).
     """
 
     def __init__(self, dsn: str, schema: str, *, max_size: int = 4, min_size: int = 0, timeout_s: float = 10.0,
-                 check: bool = False):
+                 check: bool = False, connect_options: dict | None = None):
         if not _SCHEMA_RE.match(schema):
             raise ValueError(f"db_schema must match {_SCHEMA_RE.pattern}, got {schema!r}")
         if not 0 <= min_size <= max_size:
@@ -40,6 +41,7 @@ class Database:
         self._min_size = min_size
         self._timeout_s = timeout_s
         self._check = check
+        self._connect_options = dict(connect_options or {})
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -54,7 +56,8 @@ class Database:
                 # After fork (Celery prefork, process pools) never reuse the parent's sockets.
                 self._pool = ConnectionPool(
                     self._dsn, min_size=self._min_size, max_size=self._max_size, open=True,
-                    kwargs={"row_factory": dict_row, "connect_timeout": 5}, configure=self._configure,
+                    kwargs={"row_factory": dict_row, "connect_timeout": 5, **self._connect_options},
+                    configure=self._configure,
                     timeout=self._timeout_s, check=ConnectionPool.check_connection if self._check else None,
                 )
                 self._pid = os.getpid()
@@ -83,11 +86,13 @@ class Database:
             self._pool.close()
         self._pool = None
 
-    def ping(self) -> bool:
+    def ping(self, *, writable: bool = False) -> bool:
+        """True when a query succeeds; with ``writable``, also when the server takes writes (not a
+        read-only standby or ``default_transaction_read_only``)."""
         try:
             with self.connection() as conn:
-                conn.execute("SELECT 1")
-            return True
+                row = conn.execute("SELECT current_setting('transaction_read_only') AS ro").fetchone()
+            return not writable or row["ro"] == "off"
         except Exception:
             return False
 

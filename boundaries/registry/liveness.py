@@ -88,7 +88,7 @@ def sweep(settings, registry: Registry, celery_app, *, limit: int = 1000) -> Swe
                       " error_message = 'worker vanished (stale heartbeat)' WHERE job_id = %s AND attempt = %s"
                       " AND finished_at IS NULL", (row["id"], row["attempts"]))
         old = c.execute(
-            "UPDATE boundary_inference_jobs SET updated_at = now()"
+            "UPDATE boundary_inference_jobs SET updated_at = now(), sent_at = now()"
             " WHERE id IN (SELECT id FROM boundary_inference_jobs WHERE status = 'queued'"
             "  AND updated_at < now() - make_interval(secs => %s::float8) AND NOT (id = ANY(%s::uuid[]))"
             "  ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",

@@ -86,7 +86,7 @@ class Registry:
             if event.source == "replay":
                 row = c.execute(
                     "UPDATE boundary_inference_jobs SET status = 'queued', error_message = NULL,"
-                    " completed_at = NULL, updated_at = now(), source = 'replay'"
+                    " completed_at = NULL, updated_at = now(), source = 'replay', sent_at = NULL"
                     " WHERE video_id = %s AND cropped_frames_version = %s AND model_version = %s"
                     " AND status = 'failed' RETURNING id",
                     (event.video_id, event.cropped_frames_version, event.model_version),
@@ -99,6 +99,29 @@ class Registry:
                 (event.video_id, event.cropped_frames_version, event.model_version),
             ).fetchone()
             return str(row["id"]), False
+
+    def mark_sent(self, job_id: str) -> None:
+        """Record that the job's message was sent (``sent_at``)."""
+        with self.db.connection(autocommit=True) as c:
+            c.execute("UPDATE boundary_inference_jobs SET sent_at = now() WHERE id = %s", (job_id,))
+
+    def claim_unsent_jobs(self, older_than_s: float, limit: int = 1000) -> list[dict]:
+        """``queued`` jobs never marked sent whose row is older than ``older_than_s`` seconds, marked sent
+        now (so concurrent reconcilers take each once); the caller sends them and calls
+        :meth:`unmark_sent` for any it could not."""
+        with self.db.connection() as c:
+            return c.execute(
+                "UPDATE boundary_inference_jobs SET sent_at = now() WHERE id IN (SELECT id FROM"
+                " boundary_inference_jobs WHERE status = 'queued' AND sent_at IS NULL"
+                " AND updated_at < now() - make_interval(secs => %s::float8)"
+                " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (older_than_s, limit),
+            ).fetchall()
+
+    def unmark_sent(self, job_id: str) -> None:
+        with self.db.connection(autocommit=True) as c:
+            c.execute("UPDATE boundary_inference_jobs SET sent_at = NULL WHERE id = %s AND status = 'queued'",
+                      (job_id,))
 
     def get_job(self, job_id: str) -> dict | None:
         with self.db.connection() as c:
