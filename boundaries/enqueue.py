@@ -23,6 +23,7 @@ set), so that a retry or the reconciler finds the event again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -172,18 +173,44 @@ class Enqueuer:
                     raise QueueUnavailable(f"registry unreachable checking job {event.idempotency_key}: {e}") from e
                 raise
 
-        try:
-            job_id, created = self.registry.record_job(event)
-        except Exception as e:
+        for _round in range(3):
+            try:
+                job_id, created = self.registry.record_job(event)
+                # another request's job: answer "duplicate" only once it is sent (or past queued), never
+                # while its owner may still undo it (a failed send deletes the row)
+                state = "created" if created else self._await_sent(job_id)
+                if state == "unsent" and self._send_orphan(job_id):
+                    # recorded longer ago than any request lasts and never sent (its owner died, or could
+                    # neither send nor undo): sent now, as the reconciler's resend_unsent would
+                    state = "orphan_sent"
+            except QueueUnavailable:
+                self._forget(key, own_key)
+                raise
+            except Exception as e:
+                self._forget(key, own_key)
+                if _is_db_error(e):
+                    msg = f"registry unreachable recording job {event.idempotency_key}: {e}"
+                    raise QueueUnavailable(msg) from e
+                raise
+            if state == "created":
+                break
+            if state == "orphan_sent":
+                if event.source != "replay":
+                    self._remember(key, job_id)
+                return EnqueueResult(job_id, "queued")
+            if state == "unsent" and event.source == "webhook":
+                # its owner is still between recording and sending and may yet undo the row, so "a job
+                # exists" cannot be promised; the reconciler settles it either way (resend_unsent, or the
+                # active version without a job)
+                self._forget(key, own_key)
+                raise QueueUnavailable(f"job {job_id} of another request is not sent yet; retry later")
+            if state != "gone":
+                if own_key:
+                    self._remember(key, job_id)
+                return EnqueueResult(job_id, "duplicate")
+        else:
             self._forget(key, own_key)
-            if _is_db_error(e):
-                msg = f"registry unreachable recording job {event.idempotency_key}: {e}"
-                raise QueueUnavailable(msg) from e
-            raise
-        if not created:
-            if own_key:
-                self._remember(key, job_id)
-            return EnqueueResult(job_id, "duplicate")
+            raise QueueUnavailable(f"job {event.idempotency_key} was undone by its owner three times; retry later")
 
         queued = event.model_copy(update={"job_id": job_id})
         queue = queue_for(self.settings, event.priority)
@@ -225,6 +252,40 @@ class Enqueuer:
             if _is_broker_error(e):
                 raise QueueUnavailable(f"broker unreachable re-sending job {event.job_id}: {e}") from e
             raise
+
+    def _send_orphan(self, job_id: str) -> bool:
+        """Claim and send ``job_id`` if it is queued, unsent and older than ``resend_unsent_after_s``.
+
+        Returns whether it was sent. Raises QueueUnavailable (the claim undone) when the broker is down.
+        """
+        rows = self.registry.claim_unsent_jobs(self.settings.resend_unsent_after_s, limit=1, job_id=job_id)
+        if not rows:
+            return False
+        try:
+            self.send_existing(rows[0], source="webhook")
+        except Exception:
+            self.registry.unmark_sent(job_id)
+            raise
+        log.warning("enqueue.sent_orphaned_job", job_id=job_id)
+        return True
+
+    def _await_sent(self, job_id: str) -> Literal["sent", "unsent", "gone"]:
+        """Poll the job another request recorded until it is sent (``sent_at`` set or no longer queued) or
+        gone (its owner's send failed and it undid the row), for at most half ``producer_deadline_s``.
+
+        Raises:
+            psycopg errors of the registry (mapped by the caller).
+        """
+        deadline = time.monotonic() + self.settings.producer_deadline_s / 2
+        while True:
+            row = self.registry.job_send_state(job_id)
+            if row is None:
+                return "gone"
+            if row["status"] != "queued" or row["sent_at"] is not None:
+                return "sent"
+            if time.monotonic() >= deadline:
+                return "unsent"
+            time.sleep(0.005)
 
     # --- undo helpers (best effort: the service may be the one that is down) ----------------------
     def _mark_sent(self, job_id: str) -> None:

@@ -47,11 +47,17 @@ from producer.warmup import warm_up
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_S = 5
-# libpq TCP settings of the producer's registry connections: a silently dead peer is noticed in ~10 s
-# (keepalives) and unacknowledged writes are abandoned after 5 s, so threads left behind a request
-# deadline do not wait for the kernel's ~15 min retransmission timeout
-_PG_TCP_OPTIONS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-                   "tcp_user_timeout": 5000}
+
+
+def _pg_options(settings: Settings) -> dict:
+    """libpq parameters of the producer's registry connections, so that a thread left behind a request
+    deadline ends on its own: statements and lock waits are cancelled by the server after
+    ``producer_deadline_s`` (``statement_timeout``, ``lock_timeout``, in ms); a silently dead peer is
+    noticed in ~10 s (keepalives) and unacknowledged writes are abandoned after 5 s
+    (``tcp_user_timeout``) instead of the kernel's ~15 min retransmission timeout."""
+    ms = max(1, int(settings.producer_deadline_s * 1000))
+    return {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+            "tcp_user_timeout": 5000, "options": f"-c statement_timeout={ms} -c lock_timeout={ms}"}
 
 
 class _Reject(Exception):
@@ -135,7 +141,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
             raise ValueError("database_url is not set (BOUNDARIES_DATABASE_URL); pass registry= or set it")
         n = settings.producer_connections
         db = Database(settings.database_url.get_secret_value(), settings.db_schema, max_size=n, min_size=n,
-                      timeout_s=settings.producer_db_timeout_s, check=True, connect_options=_PG_TCP_OPTIONS)
+                      timeout_s=settings.producer_db_timeout_s, check=True, connect_options=_pg_options(settings))
         registry = Registry(db)
         owned.append(db)
     if redis_client is None:
@@ -242,8 +248,8 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         def probe() -> dict[str, bool]:
-            try:
-                redis_ok = bool(redis_client.ping())
+            try:  # a write, as the enqueue does: a replica (READONLY) or a full Redis is not ready
+                redis_ok = bool(redis_client.set(f"boundaries:readyz:{settings.db_schema}", "1", ex=60))
             except Exception:
                 redis_ok = False
             return {"redis": redis_ok, "registry": registry.db.ping(writable=True)}

@@ -146,9 +146,16 @@ def cmd_sweep(args) -> int:
     reg, _ = _registry(settings)
     app = make_celery(settings)
     while True:
-        res = sweep(settings, reg, app)
-        print(json.dumps({"requeued_running": res.requeued_running, "resent_queued": res.resent_queued,
-                          "at": datetime.now(UTC).isoformat()}), flush=True)
+        try:
+            res = sweep(settings, reg, app)
+        except Exception as e:  # broker or registry unreachable: the loop survives it (the jobs are kept)
+            if not args.loop:
+                raise
+            print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500], "at": datetime.now(UTC).isoformat()}),
+                  flush=True)
+        else:
+            print(json.dumps({"requeued_running": res.requeued_running, "resent_queued": res.resent_queued,
+                              "at": datetime.now(UTC).isoformat()}), flush=True)
         if not args.loop:
             return 0
         time.sleep(settings.heartbeat_stale_s)

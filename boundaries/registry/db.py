@@ -26,7 +26,8 @@ class Database:
         timeout_s: seconds a caller waits for a connection before ``psycopg_pool.PoolTimeout``.
         check: test each connection with an empty query when it is handed out (one round trip), so
             one broken by a PostgreSQL restart is replaced instead of failing the caller.
-        connect_options: extra libpq connection parameters (e.g. ``keepalives``, ``tcp_user_timeout``).
+        connect_options: extra libpq connection parameters (e.g. ``keepalives``, ``tcp_user_timeout``);
+            ``options`` is appended to the DSN's own.
     """
 
     def __init__(self, dsn: str, schema: str, *, max_size: int = 4, min_size: int = 0, timeout_s: float = 10.0,
@@ -42,6 +43,11 @@ class Database:
         self._timeout_s = timeout_s
         self._check = check
         self._connect_options = dict(connect_options or {})
+        if "options" in self._connect_options:  # keep the DSN's own server options (ours come last, so win)
+            from psycopg.conninfo import conninfo_to_dict
+
+            if own := conninfo_to_dict(dsn).get("options"):
+                self._connect_options["options"] = f"{own} {self._connect_options['options']}"
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._lock = threading.Lock()

@@ -69,14 +69,14 @@ def _event(row: dict) -> JobEvent:
 def sweep(settings, registry: Registry, celery_app, *, limit: int = 1000) -> SweepResult:
     """Requeue stale ``running`` jobs and re-send old ``queued`` ones (see module docstring).
 
-    ``settings``: heartbeat_stale_s, sweep_queued_after_s (seconds), queue names. A job whose send
-    fails stays ``queued`` and is found again by the next sweep.
+    ``settings``: heartbeat_stale_s, sweep_queued_after_s (seconds), queue names. If a send fails, the jobs
+    not sent stay ``queued`` with ``sent_at`` cleared (the reconciler re-sends them) and the error is raised.
     """
     from config.celery_app import queue_for
 
     with registry.db.connection() as c:
         stale = c.execute(
-            "UPDATE boundary_inference_jobs SET status = 'queued', updated_at = now(),"
+            "UPDATE boundary_inference_jobs SET status = 'queued', updated_at = now(), sent_at = now(),"
             " error_message = 'requeued by sweep: heartbeat stale since ' || heartbeat_at::text"
             " WHERE id IN (SELECT id FROM boundary_inference_jobs WHERE status = 'running'"
             "  AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %s::float8))"
@@ -95,10 +95,18 @@ def sweep(settings, registry: Registry, celery_app, *, limit: int = 1000) -> Swe
             (settings.sweep_queued_after_s, [str(r["id"]) for r in stale], limit),
         ).fetchall()
     result = SweepResult([str(r["id"]) for r in stale], [str(r["id"]) for r in old])
-    for row in (*stale, *old):
+    rows = [*stale, *old]
+    for i, row in enumerate(rows):
         event = _event(row)
-        celery_app.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
-                             queue=queue_for(settings, event.priority))
+        try:
+            celery_app.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
+                                 queue=queue_for(settings, event.priority))
+        except Exception:
+            # not sent: clear sent_at so the reconciler's resend_unsent sends them (after
+            # resend_unsent_after_s) instead of the next sweep after sweep_queued_after_s
+            for rest in rows[i:]:
+                registry.unmark_sent(str(rest["id"]))
+            raise
     if stale or old:
         log.warning("jobs.swept", requeued_running=len(stale), resent_queued=len(old))
     return result

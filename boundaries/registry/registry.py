@@ -100,22 +100,30 @@ class Registry:
             ).fetchone()
             return str(row["id"]), False
 
+    def job_send_state(self, job_id: str) -> dict | None:
+        """``{"status", "sent_at"}`` of a job, or None when it does not exist."""
+        with self.db.connection(autocommit=True) as c:
+            return c.execute("SELECT status, sent_at FROM boundary_inference_jobs WHERE id = %s",
+                             (job_id,)).fetchone()
+
     def mark_sent(self, job_id: str) -> None:
         """Record that the job's message was sent (``sent_at``)."""
         with self.db.connection(autocommit=True) as c:
             c.execute("UPDATE boundary_inference_jobs SET sent_at = now() WHERE id = %s", (job_id,))
 
-    def claim_unsent_jobs(self, older_than_s: float, limit: int = 1000) -> list[dict]:
-        """``queued`` jobs never marked sent whose row is older than ``older_than_s`` seconds, marked sent
-        now (so concurrent reconcilers take each once); the caller sends them and calls
-        :meth:`unmark_sent` for any it could not."""
+    def claim_unsent_jobs(self, older_than_s: float, limit: int = 1000, *, job_id: str | None = None
+                          ) -> list[dict]:
+        """``queued`` jobs never marked sent whose row is older than ``older_than_s`` seconds (only
+        ``job_id`` when given), marked sent now (so concurrent callers take each once); the caller sends
+        them and calls :meth:`unmark_sent` for any it could not."""
         with self.db.connection() as c:
             return c.execute(
                 "UPDATE boundary_inference_jobs SET sent_at = now() WHERE id IN (SELECT id FROM"
                 " boundary_inference_jobs WHERE status = 'queued' AND sent_at IS NULL"
                 " AND updated_at < now() - make_interval(secs => %s::float8)"
+                " AND (%s::uuid IS NULL OR id = %s::uuid)"
                 " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
-                (older_than_s, limit),
+                (older_than_s, job_id, job_id, limit),
             ).fetchall()
 
     def unmark_sent(self, job_id: str) -> None:

@@ -2,8 +2,10 @@
 worker threads, the short-lived 'pending' dedupe marker that falls through to the registry, ``sent_at`` +
 the reconciler's ``resend_unsent``, migration 002) and their interplay, over real HTTP, Redis and PostgreSQL.
 
-Each test of the first group reproduces a defect (it fails until the defect is fixed); the second group
-holds attacks that held up.
+Each test of the first group reproduced a defect (each failed before its fix: a "duplicate" answer for a
+job its owner then undid, a producer that did not exit on SIGTERM behind an abandoned enqueue, a failed
+sweep send hiding jobs for 30 min, /readyz green on a read-only Redis); the second group holds attacks
+that held up.
 """
 
 from __future__ import annotations
