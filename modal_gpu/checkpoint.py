@@ -50,7 +50,8 @@ def sha256_of(path: str | Path) -> str:
     """Hex sha256 of the file's bytes (streamed, 1 MiB at a time). Raises CheckpointError if absent."""
     h = hashlib.sha256()
     if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; upload it to the model volume first")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist (on Modal: a path on the model volume, "
+                              "see `boundaries upload-checkpoint`)")
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
@@ -60,7 +61,8 @@ def sha256_of(path: str | Path) -> str:
 def _read(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist; upload it to the model volume first")
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist (on Modal: a path on the model volume, "
+                              "see `boundaries upload-checkpoint`)")
     try:
         # Trusted files only (module docstring): the dict holds non-tensor objects.
         ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=True)  # noqa: S614

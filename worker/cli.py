@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from boundaries.errors import BoundariesError
 from config.settings import Settings
 
 
@@ -177,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "WARNING"))
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (BoundariesError, ValueError) as e:  # configuration and input errors: one line, no traceback
+        print(f"boundaries {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def make_runner(settings: Settings):
 
 def database(settings: Settings) -> Database:
     if settings.database_url is None:
-        raise ValueError("database_url is not set (BOUNDARIES_DATABASE_URL); the CLI starts an embedded PostgreSQL")
+        raise ValueError("database_url is not set: set BOUNDARIES_DATABASE_URL (only `boundaries run` starts an "
+                         "embedded PostgreSQL of its own)")
     return Database(settings.database_url.get_secret_value(), settings.db_schema)
 
 

@@ -42,3 +42,20 @@ def test_breaker_missing_labels_and_bad_ids_are_clean_errors(tmp_path, capsys, r
     _fails_cleanly(["ingest", video, *CROP, "--video-id", "../../etc"], capsys, "../../etc", "UUID")
     _fails_cleanly(["dlq", "show", "not-a-uuid"], capsys, "not-a-uuid", "UUID")
     _fails_cleanly(["run", video, "--crop", "0.5,0.2,0.4,0.9"], capsys, "0.5,0.2,0.4,0.9")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["dlq", "list"], "BOUNDARIES_DATABASE_URL"),
+    (["model-version", "/nonexistent/model.pt"], "/nonexistent/model.pt"),
+])
+def test_breaker_configuration_and_input_errors_are_one_line_not_a_traceback(argv, needle):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNDARIES_")}
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", *argv], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert needle in proc.stderr.strip().splitlines()[-1]
