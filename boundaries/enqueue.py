@@ -241,9 +241,7 @@ class Enqueuer:
         """
         from config.celery_app import queue_for
 
-        event = JobEvent(video_id=str(row["video_id"]), tenant_id=str(row["tenant_id"]),
-                         cropped_frames_version=row["cropped_frames_version"], model_version=row["model_version"],
-                         priority=row["priority"], source=source, job_id=str(row["id"]))
+        event = JobEvent.from_job_row(row, source)
         queue = queue_for(self.settings, event.priority)
         try:
             self.celery.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},

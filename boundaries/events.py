@@ -36,6 +36,13 @@ class JobEvent(BaseModel):
     def _uuid(cls, v, info):
         return validate_uuid(v, info.field_name)
 
+    @classmethod
+    def from_job_row(cls, row: dict, source: str) -> JobEvent:
+        """The event of a recorded job (a ``boundary_inference_jobs`` row, COMPAT.md §6), to send it again."""
+        return cls(video_id=str(row["video_id"]), tenant_id=str(row["tenant_id"]),
+                   cropped_frames_version=row["cropped_frames_version"], model_version=row["model_version"],
+                   priority=row["priority"], source=source, job_id=str(row["id"]))
+
     @property
     def idempotency_key(self) -> str:
         return f"{self.video_id}:{self.cropped_frames_version}:{self.model_version}"

@@ -60,12 +60,6 @@ class SweepResult:
     resent_queued: list[str]
 
 
-def _event(row: dict) -> JobEvent:
-    return JobEvent(video_id=str(row["video_id"]), tenant_id=str(row["tenant_id"]),
-                    cropped_frames_version=row["cropped_frames_version"], model_version=row["model_version"],
-                    priority=row["priority"], source="sweep", job_id=str(row["id"]))
-
-
 def sweep(settings, registry: Registry, celery_app, *, limit: int = 1000) -> SweepResult:
     """Requeue stale ``running`` jobs and re-send old ``queued`` ones (see module docstring).
 
@@ -97,7 +91,7 @@ def sweep(settings, registry: Registry, celery_app, *, limit: int = 1000) -> Swe
     result = SweepResult([str(r["id"]) for r in stale], [str(r["id"]) for r in old])
     rows = [*stale, *old]
     for i, row in enumerate(rows):
-        event = _event(row)
+        event = JobEvent.from_job_row(row, "sweep")
         try:
             celery_app.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
                                  queue=queue_for(settings, event.priority))
