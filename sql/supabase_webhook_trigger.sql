@@ -54,24 +54,29 @@ REVOKE ALL ON FUNCTION boundaries_webhook_setting(text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION boundaries_notify_version_activated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
-    url text := boundaries_webhook_setting('url');
-    secret text := boundaries_webhook_setting('secret');
-    timeout_ms int := COALESCE(boundaries_webhook_setting('timeout_ms'), '5000')::int;
+    url text;
+    secret text;
+    timeout_ms int;
     payload jsonb;
 BEGIN
-    IF url IS NULL OR secret IS NULL THEN
-        RAISE WARNING 'boundaries webhook not configured (url/secret); the reconciler will find version % of video %',
-            NEW.version, NEW.video_id;
-        RETURN NEW;
-    END IF;
-    payload := jsonb_build_object(
-        'type', TG_OP,
-        'table', TG_TABLE_NAME,
-        'schema', TG_TABLE_SCHEMA,
-        'record', to_jsonb(NEW),
-        'old_record', CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END
-    );
+    -- everything, the configuration lookups included (a vault error, a timeout_ms that is not an
+    -- integer), runs inside this block: nothing here may make the row's write fail
     BEGIN
+        url := boundaries_webhook_setting('url');
+        secret := boundaries_webhook_setting('secret');
+        timeout_ms := COALESCE(boundaries_webhook_setting('timeout_ms'), '5000')::int;
+        IF url IS NULL OR secret IS NULL THEN
+            RAISE WARNING 'boundaries webhook not configured (url/secret); the reconciler will find version % of video %',
+                NEW.version, NEW.video_id;
+            RETURN NEW;
+        END IF;
+        payload := jsonb_build_object(
+            'type', TG_OP,
+            'table', TG_TABLE_NAME,
+            'schema', TG_TABLE_SCHEMA,
+            'record', to_jsonb(NEW),
+            'old_record', CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END
+        );
         PERFORM net.http_post(
             url := url,
             body := payload,

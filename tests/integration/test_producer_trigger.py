@@ -98,3 +98,15 @@ def test_unconfigured_trigger_never_blocks_the_write(trigger_db):
          " VALUES (%s, %s, 1, 'active')", (video_id, str(uuid.uuid4())))
     assert _sql(trigger_db, "SELECT count(*) FROM cropped_frames_versions WHERE video_id = %s", (video_id,)) == [(1,)]
     assert _sql(trigger_db, "SELECT count(*) FROM net.calls") == [(0,)]
+
+
+def test_bad_trigger_configuration_never_blocks_the_write(trigger_db):
+    # a timeout that is not an integer used to fail in the function's DECLARE block, outside its
+    # exception handler: the version's INSERT itself failed
+    _sql(trigger_db, "INSERT INTO boundaries_webhook_config (name, value) VALUES ('url', 'http://127.0.0.1:9/x'),"
+         " ('secret', 's3cret-value-for-the-test'), ('timeout_ms', '5s')")
+    video_id = str(uuid.uuid4())
+    _sql(trigger_db, "INSERT INTO cropped_frames_versions (video_id, tenant_id, version, status)"
+         " VALUES (%s, %s, 1, 'active')", (video_id, str(uuid.uuid4())))
+    assert _sql(trigger_db, "SELECT count(*) FROM cropped_frames_versions WHERE video_id = %s", (video_id,)) == [(1,)]
+    assert _sql(trigger_db, "SELECT count(*) FROM net.calls") == [(0,)]
