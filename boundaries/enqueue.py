@@ -1,12 +1,13 @@
 """The idempotent enqueue used by the webhook producer, the reconciler and the CLI.
 
-A job event is enqueued at most once per idempotency key ``(video_id, cropped_frames_version,
-model_version)`` (COMPAT.md §6):
+A job is recorded at most once per idempotency key ``(video_id, cropped_frames_version,
+model_version)`` (COMPAT.md §6); its message may be sent more than once (a re-send after a failure),
+which the worker's claim by status and attempt makes harmless:
 
 1. Redis ``SET NX`` on ``boundaries:dedupe:{db_schema}:{key}``: a fast filter for repeated webhooks.
    The winner sets ``pending`` with a short TTL (``settings.dedupe_pending_ttl_s``) and, once the
    job is sent, the job id with ``settings.dedupe_ttl_s``. A webhook finding a job id whose job exists
-   is a duplicate without touching the jobs table; one finding ``pending`` (a request in flight, or
+   is a duplicate after one primary-key read (no INSERT); one finding ``pending`` (a request in flight, or
    one that died) or a job id without a job falls through to step 2, so a key left by a crashed or
    failed request never hides work. Other sources always fall through; ``replay`` skips the key.
 2. ``Registry.record_job`` — the UNIQUE key in PostgreSQL is the source of truth. The job row is
@@ -178,7 +179,10 @@ class Enqueuer:
                 job_id, created = self.registry.record_job(event)
                 # another request's job: answer "duplicate" only once it is sent (or past queued), never
                 # while its owner may still undo it (a failed send deletes the row)
-                state = "created" if created else self._await_sent(job_id)
+                if job_id is None:  # the row we conflicted with was undone meanwhile
+                    state = "gone"
+                else:
+                    state = "created" if created else self._await_sent(job_id)
                 if state == "unsent" and self._send_orphan(job_id):
                     # recorded longer ago than any request lasts and never sent (its owner died, or could
                     # neither send nor undo): sent now, as the reconciler's resend_unsent would
@@ -312,9 +316,9 @@ class Enqueuer:
             with self.registry.db.connection() as c:
                 if event.source == "replay":
                     c.execute("UPDATE boundary_inference_jobs SET status = 'failed', updated_at = now()"
-                              " WHERE id = %s AND status = 'queued'", (job_id,))
-                else:
-                    c.execute("DELETE FROM boundary_inference_jobs WHERE id = %s AND status = 'queued'",
-                              (job_id,))
+                              " WHERE id = %s AND status = 'queued' AND sent_at IS NULL", (job_id,))
+                else:  # never a row another request has sent meanwhile (an orphan re-send)
+                    c.execute("DELETE FROM boundary_inference_jobs WHERE id = %s AND status = 'queued'"
+                              " AND sent_at IS NULL", (job_id,))
         except Exception as e:
             log.error("enqueue.undo_failed", job_id=job_id, error=str(e))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_WEBHOOK_SECRET = "change-me"  # noqa: S105 (a placeholder the producer refuses)
@@ -19,6 +19,24 @@ PLACEHOLDER_WEBHOOK_SECRET = "change-me"  # noqa: S105 (a placeholder the produc
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOUNDARIES_", extra="ignore")
+
+    @field_validator("webhook_secret", "webhook_hmac_secret", mode="after")
+    @classmethod
+    def _strip_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        """A secret read from a file often ends in a newline; the Bearer token compared with it never does."""
+        return None if v is None else SecretStr(v.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _producer_timing(self) -> Settings:
+        """The producer's timeouts must nest (all seconds): each service's own timeout below the request
+        deadline, so a down or hung service is answered 503 by its own error; the deadline below the
+        'pending' marker's TTL and the re-send grace, so neither can act while a request is still running."""
+        pairs = [("producer_redis_timeout_s", "producer_deadline_s"), ("producer_db_timeout_s", "producer_deadline_s"),
+                 ("producer_deadline_s", "dedupe_pending_ttl_s"), ("producer_deadline_s", "resend_unsent_after_s")]
+        for a, b in pairs:
+            if not getattr(self, a) < getattr(self, b):
+                raise ValueError(f"{a} ({getattr(self, a)}) must be below {b} ({getattr(self, b)})")
+        return self
 
     # --- services -------------------------------------------------------------------------------
     redis_url: str | None = None
@@ -55,22 +73,23 @@ class Settings(BaseSettings):
     webhook_hmac_secret: SecretStr | None = None
     """Optional Standard Webhooks secret (``whsec_…`` base64); when set, signatures are required."""
     webhook_max_body_bytes: int = 256 * 1024
-    webhook_timestamp_tolerance_s: int = 300
+    webhook_timestamp_tolerance_s: int = Field(300, ge=1)
     webhook_tables: tuple[str, ...] = ("cropped_frames_versions", "videos")
     webhook_schemas: tuple[str, ...] = ()
     """Schemas whose table events count (the envelope's ``schema``); empty: only ``db_schema``, the one
     the registry and the worker read. An event from another schema is answered 200 and ignored; one
     without a schema is taken."""
-    dedupe_ttl_s: int = 7 * 24 * 3600
-    """How long Redis remembers a sent job's id for its idempotency key (repeated webhooks skip the
-    jobs table)."""
+    dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    """How long Redis remembers a sent job's id for its idempotency key (a repeated webhook then costs one
+    primary-key read instead of an INSERT)."""
     dedupe_pending_ttl_s: int = Field(60, ge=1)
     """TTL of the ``pending`` marker a request sets before it records and sends the job; longer than
     any request (a killed producer's marker goes away on its own)."""
-    reconcile_interval_s: int = 300
+    reconcile_interval_s: int = Field(300, ge=1)
     resend_unsent_after_s: float = Field(60.0, gt=0)
     """A ``queued`` job whose message was never marked sent (``sent_at`` null) this many seconds after
-    it was recorded is re-sent by the reconciler; longer than any producer request."""
+    it was recorded is re-sent by the next reconciler pass (or by a repeated webhook); above
+    ``producer_deadline_s`` (checked), so no request is still sending it."""
     producer_connections: int = Field(8, ge=1, le=64)
     """Connections the producer opens at start-up and keeps open, per service: PostgreSQL (pool min =
     max), Redis (dedupe) and the Celery broker (producer pool), so no webhook pays a connect."""

@@ -6,15 +6,19 @@ Responses (COMPAT.md §7: pg_net tries once, with a 1–5 s timeout, so answer i
 401   ``Authorization`` missing or wrong; Standard Webhooks signature missing/stale/wrong
 413   body over ``settings.webhook_max_body_bytes``
 415   ``Content-Type`` not ``application/json``
-400   body is not JSON
+400   body is not JSON; ``Content-Length`` not an integer; client gone while sending the body
 422   JSON of the wrong shape or types, ids that are not UUIDs
-202   ``{"status": "queued", "job_id": …}``
+202   ``{"status": "queued", "job_id": …}`` (also when a repeated webhook finds the job recorded
+      but never sent by a request that died, past ``resend_unsent_after_s``, and sends it)
 200   ``{"status": "duplicate", "job_id": …, "reason": …}`` / ``{"status": "ignored", "reason": …}``
-503   Redis / broker / registry unreachable, with ``Retry-After`` (seconds)
+503   with ``Retry-After`` (seconds): Redis / broker / registry unreachable, hung (no answer within
+      ``producer_deadline_s``) or read-only; or another request's job for the same key is recorded
+      but not yet sent (it may still be undone; the reconciler settles it)
+500   an unexpected error (a bug), logged with its traceback as ``webhook.error``
 ====  =====================================================================================
 
 Bad input never yields a 5xx. Also ``GET /healthz`` (process alive), ``GET /readyz`` (Redis and
-registry reachable, else 503) and ``GET /metrics`` (Prometheus text format).
+registry take writes within the deadline, else 503) and ``GET /metrics`` (Prometheus text format).
 
 Run with ``uvicorn producer.app:app_from_env --factory`` (settings from ``BOUNDARIES_*`` env).
 """

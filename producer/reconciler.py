@@ -6,8 +6,8 @@ enqueued with ``source="reconciler"`` through the same idempotent :class:`Enqueu
 running it twice, or concurrently with webhooks, still yields one job per idempotency key. It also
 re-sends ``queued`` jobs whose message was never marked sent (:func:`resend_unsent`).
 
-Scheduling: :func:`reconcile_forever` is a plain loop (``boundaries reconcile --loop`` or its own
-process); it runs once at start and then every ``settings.reconcile_interval_s`` seconds.
+Scheduling: ``boundaries reconcile --loop`` (or :func:`reconcile_forever` in a process of its own) runs
+a pass at start and then every ``settings.reconcile_interval_s`` seconds; an error ends only that pass.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def reconcile_forever(settings: Settings, registry: Registry, enqueuer: Enqueuer
                       stop: threading.Event | None = None, interval_s: float | None = None,
                       limit: int = 1000) -> None:
     """Run :func:`reconcile` now and every ``interval_s`` (default ``settings.reconcile_interval_s``)
-    seconds until ``stop`` is set. Transient errors are logged and retried at the next tick."""
+    seconds until ``stop`` is set. Errors are logged and the next tick tries again."""
     stop = stop or threading.Event()
     interval = settings.reconcile_interval_s if interval_s is None else interval_s
     while not stop.is_set():
@@ -93,6 +93,8 @@ def reconcile_forever(settings: Settings, registry: Registry, enqueuer: Enqueuer
             reconcile(settings, registry, enqueuer, limit=limit)
         except TransientError as e:
             log.warning("reconcile.failed", error=str(e), retry_in_s=interval)
+        except Exception:  # a daemon loop outlives one bad pass; the next pass starts over
+            log.exception("reconcile.error", retry_in_s=interval)
         stop.wait(interval)
 
 

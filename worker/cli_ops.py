@@ -54,8 +54,11 @@ def cmd_worker(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from config.logging import configure_logging
     from producer.app import create_app
 
+    # the producer's events (accepted/ignored/rejected with reasons, warm-up) are INFO: log them
+    configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "INFO"))
     uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -116,23 +119,31 @@ def _replay(settings: Settings, reg, dl, ids: list[str]) -> int:
 
 
 def cmd_reconcile(args) -> int:
+    """Enqueue active versions without a job and re-send jobs never sent (producer/reconciler.py); with
+    ``--loop`` every ``reconcile_interval_s``, surviving errors (they are printed; the next pass retries)."""
     import time
 
-    import redis
-
     from boundaries.enqueue import Enqueuer
-    from config.celery_app import make_celery, redis_py_url
     from producer.reconciler import reconcile
 
     settings = Settings()
-    reg, _ = _registry(settings)
-    enq = Enqueuer(settings, reg, redis.Redis.from_url(redis_py_url(settings.redis_url)), make_celery(settings))
-    while True:
-        n = reconcile(settings, reg, enq, limit=args.limit)
-        print(json.dumps({"enqueued": n, "at": datetime.now(UTC).isoformat()}), flush=True)
-        if not args.loop:
-            return 0
-        time.sleep(settings.reconcile_interval_s)
+    enq = Enqueuer.from_settings(settings)
+    try:
+        while True:
+            try:
+                n = reconcile(settings, enq.registry, enq, limit=args.limit)
+            except Exception as e:  # Redis, broker or registry unreachable: keep looping
+                if not args.loop:
+                    raise
+                print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500], "at": datetime.now(UTC).isoformat()}),
+                      flush=True)
+            else:
+                print(json.dumps({"enqueued": n, "at": datetime.now(UTC).isoformat()}), flush=True)
+            if not args.loop:
+                return 0
+            time.sleep(settings.reconcile_interval_s)
+    finally:
+        enq.registry.db.close()
 
 
 def cmd_sweep(args) -> int:

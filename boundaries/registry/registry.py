@@ -66,12 +66,13 @@ class Registry:
             ).fetchone()
 
     # --- jobs -----------------------------------------------------------------------------------
-    def record_job(self, event: JobEvent) -> tuple[str, bool]:
+    def record_job(self, event: JobEvent) -> tuple[str | None, bool]:
         """Record the job as ``queued`` unless one exists for its idempotency key.
 
-        Returns ``(job_id, created)``. A replay of a ``failed`` job puts it back to ``queued`` and
-        counts as created (it must be enqueued again). Each statement commits on its own (autocommit:
-        one round trip on the webhook path); the SELECT after a conflict sees the winner's committed row.
+        Returns ``(job_id, created)``, or ``(None, False)`` when the conflicting row was deleted between
+        the INSERT and the SELECT (its owner undid it): the caller tries again. A replay of a ``failed``
+        job puts it back to ``queued`` and counts as created (it must be enqueued again). Each statement
+        commits on its own (autocommit: one round trip on the webhook path).
         """
         with self.db.connection(autocommit=True) as c:
             row = c.execute(
@@ -98,7 +99,7 @@ class Registry:
                 " AND model_version = %s",
                 (event.video_id, event.cropped_frames_version, event.model_version),
             ).fetchone()
-            return str(row["id"]), False
+            return (str(row["id"]), False) if row else (None, False)
 
     def job_send_state(self, job_id: str) -> dict | None:
         """``{"status", "sent_at"}`` of a job, or None when it does not exist."""

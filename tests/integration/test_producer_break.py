@@ -301,7 +301,7 @@ def test_job_recorded_but_never_sent_is_sent_once_after_the_grace(producer_facto
                                                                   pg_dsn, db_schema):
     # Given: the job row is recorded, then the broker AND PostgreSQL become unreachable (one network
     # partition), so send_task fails and the undo's DELETE fails too
-    p = producer_factory(resend_unsent_after_s=0.5)
+    p = producer_factory(resend_unsent_after_s=2.1)
     live_registry, live_celery = p.enqueuer.registry, p.enqueuer.celery
     dead_db = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", db_schema, timeout_s=0.3)
 
@@ -322,7 +322,7 @@ def test_job_recorded_but_never_sent_is_sent_once_after_the_grace(producer_facto
     # within the grace the row cannot be told from one whose owner is still sending: nothing re-sends it
     fresh = reconcile(p.settings, p.registry, p.enqueuer, limit=10)
     assert p.queued() == [] and fresh == 0  # grace (resend_unsent_after_s) not over
-    time.sleep(0.6)
+    time.sleep(2.2)
     # past the grace the row is an orphan: the redelivery, or else the reconciler, sends it (once)
     again = p.post(version_payload(video_id, tenant_id))
     assert again.status_code == 202 and again.json()["status"] == "queued", again.text
