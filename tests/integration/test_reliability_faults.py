@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 import psycopg
@@ -166,3 +167,43 @@ def test_fifty_events_two_workers_ten_percent_shard_faults_all_complete_once(mak
     print(f"\nfaults injected: {sum(failed.values())} shard calls failed across {len(failed_videos)} jobs; "
           f"completed {len(jobs)}; attempts total {sum(by_video.values())}; runs {len(runs)}; "
           f"results files {len(all_results)}; duplicates 0; losses {50 - len(runs)}")
+
+
+def test_a_job_whose_message_is_sent_three_times_runs_once(make_stack, monkeypatch, redis_url, pg_dsn, db_schema):
+    # given: a job sent by the webhook and sent again twice before any worker ran (a re-send of an
+    # "unsent" row whose mark_sent had failed, and a sweep of a long backlog): three messages, one job
+    import redis as redis_lib
+
+    from boundaries.enqueue import Enqueuer
+
+    cfg = set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO)
+    s = make_stack(runner_factory=FLAKY)
+    tenant, vid, res = _new_video(s)
+    resp = s.post(s.activate(tenant, vid, res))
+    assert resp.status_code == 202, resp.text
+    enq = Enqueuer.from_settings(s.settings)
+    row = s.registry.get_job(resp.json()["job_id"])
+    enq.send_existing(row)
+    enq.send_existing(row, source="sweep")
+    enq.registry.db.close()
+    r = redis_lib.Redis.from_url(redis_url)
+    queues = (s.settings.queue_high, s.settings.queue_low)
+    assert sum(r.llen(q) for q in queues) == 3
+
+    # when one worker consumes them all
+    s.start_worker()
+    job = s.wait_job(vid, MV, timeout_s=90)
+    deadline = time.monotonic() + 60
+    while sum(r.llen(q) for q in queues) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    # then: one attempt, one run, one results file, each shard computed once; no message left behind
+    assert job["status"] == "completed" and job["attempts"] == 1, job
+    assert sum(r.llen(q) for q in queues) == 0
+    time.sleep(1.0)  # a duplicate that were to run would start a second attempt now
+    assert s.registry.get_job(job["id"])["attempts"] == 1
+    assert all(n == 1 for n in read_counts(cfg, "computed").values()) and read_counts(cfg, "computed")
+    runs = _rows(pg_dsn, db_schema, "SELECT wasabi_storage_key FROM {s}.boundary_inference_runs WHERE video_id = %s",
+                 vid)
+    assert len(runs) == 1 and _results_keys(s, tenant, vid) == [runs[0][0]]
+    r.close()
