@@ -1,7 +1,8 @@
 """Open the producer's connections before the first webhook arrives.
 
 A cold producer pays, on its first requests, for TCP connects and PostgreSQL start-up (each new
-psycopg connection also sets its search_path), a new Redis socket per concurrent caller, and
+psycopg connection also sets its search_path, and each new backend loads the jobs table's catalog
+entries on first use), a new Redis socket per concurrent caller, and
 kombu's broker connection + queue declaration per producer of Celery's pool. Measured with
 ``scripts/load_webhooks.py`` (1 000 events at 200/s, 16 client connections, 2 cores): every webhook
 slower than 20 ms fell in the first 0.5 s of the burst (the first ones took 350–440 ms), p99 218–367 ms;
@@ -39,15 +40,18 @@ class WarmUp:
 
 
 def _warm_registry(registry: Any, n: int, timeout_s: float) -> int:
-    """Wait until the pool holds its ``min_size`` connections (or open ``n`` on demand)."""
+    """Open the pool's connections (its ``min_size``, else ``n`` on demand) and prime each one
+    (``Registry.prime_connection``: the catalog lookups of a new backend)."""
     pool = registry.db.pool()
     if pool.min_size > 0:
         pool.wait(timeout=timeout_s)
-        return pool.get_stats().get("pool_size", pool.min_size)
     conns = []
     try:
-        for _ in range(min(n, pool.max_size)):
+        for _ in range(min(max(n, pool.min_size), pool.max_size)):
             conns.append(pool.getconn(timeout=timeout_s))
+        for c in conns:
+            with c.transaction():
+                registry.prime_connection(c)
     finally:
         for c in conns:
             pool.putconn(c)

@@ -101,6 +101,21 @@ class Registry:
             ).fetchone()
             return (str(row["id"]), False) if row else (None, False)
 
+    @staticmethod
+    def prime_connection(conn) -> None:
+        """Plan (EXPLAIN, nothing runs) the producer's statements on ``conn``: a new PostgreSQL backend
+        loads the catalog entries of the jobs table and its indexes on first use, ≈5–20 ms that the
+        first webhooks served by each pooled connection would otherwise pay."""
+        nil = "00000000-0000-0000-0000-000000000000"
+        conn.execute(
+            "EXPLAIN INSERT INTO boundary_inference_jobs (video_id, tenant_id, cropped_frames_version,"
+            " model_version, status, priority, source) VALUES (%s,%s,1,'m','queued','high','webhook')"
+            " ON CONFLICT (video_id, cropped_frames_version, model_version) DO NOTHING RETURNING id", (nil, nil))
+        conn.execute("EXPLAIN SELECT id FROM boundary_inference_jobs WHERE video_id = %s"
+                     " AND cropped_frames_version = 1 AND model_version = 'm'", (nil,))
+        conn.execute("EXPLAIN UPDATE boundary_inference_jobs SET sent_at = now() WHERE id = %s", (nil,))
+        conn.execute("SELECT status, sent_at FROM boundary_inference_jobs WHERE id = %s", (nil,))
+
     def job_send_state(self, job_id: str) -> dict | None:
         """``{"status", "sent_at"}`` of a job, or None when it does not exist."""
         with self.db.connection(autocommit=True) as c:
