@@ -52,8 +52,12 @@ class QueueUnavailable(TransientError):
 
 @dataclass
 class EnqueueResult:
+    """``queued``: this call sent the job's message; ``duplicate``: a job exists and is sent;
+    ``in_flight`` (only with ``wait_for_owner=False``): another request recorded the job and has not sent
+    it yet — it may still send or undo it (see :meth:`Enqueuer.send_state`)."""
+
     job_id: str | None
-    status: Literal["queued", "duplicate"]
+    status: Literal["queued", "duplicate", "in_flight"]
 
 
 def dedupe_key(settings: Settings, event: JobEvent) -> str:
@@ -143,11 +147,14 @@ class Enqueuer:
         return cls(settings, registry, client,
                    fail_fast_celery(make_celery(settings), settings.producer_redis_timeout_s))
 
-    def enqueue(self, event: JobEvent) -> EnqueueResult:
+    def enqueue(self, event: JobEvent, *, wait_for_owner: bool = True) -> EnqueueResult:
         """Record and send ``event`` unless a job with its idempotency key exists.
 
         Returns ``EnqueueResult(job_id, "queued")`` when a task was sent, else
-        ``EnqueueResult(job_id or None, "duplicate")``.
+        ``EnqueueResult(job_id, "duplicate")``. When another request recorded the job and has not sent it
+        yet, this call waits (up to half ``producer_deadline_s``, polling) for it to be sent or undone;
+        with ``wait_for_owner=False`` it returns ``EnqueueResult(job_id, "in_flight")`` at once instead
+        (the producer waits without holding a thread, once per job: producer/inflight.py).
 
         Raises:
             QueueUnavailable: Redis / the broker / PostgreSQL unreachable; nothing of this call is left.
@@ -181,8 +188,10 @@ class Enqueuer:
                 # while its owner may still undo it (a failed send deletes the row)
                 if job_id is None:  # the row we conflicted with was undone meanwhile
                     state = "gone"
+                elif created:
+                    state = "created"
                 else:
-                    state = "created" if created else self._await_sent(job_id)
+                    state = self._await_sent(job_id) if wait_for_owner else self.send_state(job_id)
                 if state == "unsent" and self._send_orphan(job_id):
                     # recorded longer ago than any request lasts and never sent (its owner died, or could
                     # neither send nor undo): sent now, as the reconciler's resend_unsent would
@@ -202,6 +211,9 @@ class Enqueuer:
                 if event.source != "replay":
                     self._remember(key, job_id)
                 return EnqueueResult(job_id, "queued")
+            if state == "unsent" and not wait_for_owner:
+                self._forget(key, own_key)
+                return EnqueueResult(job_id, "in_flight")
             if state == "unsent" and event.source == "webhook":
                 # its owner is still between recording and sending and may yet undo the row, so "a job
                 # exists" cannot be promised; the reconciler settles it either way (resend_unsent, or the
@@ -271,6 +283,14 @@ class Enqueuer:
         log.warning("enqueue.sent_orphaned_job", job_id=job_id)
         return True
 
+    def send_state(self, job_id: str) -> Literal["sent", "unsent", "gone"]:
+        """Whether a recorded job's message is out: ``sent`` (``sent_at`` set, or no longer queued),
+        ``unsent``, or ``gone`` (the row was undone). Raises psycopg errors of the registry."""
+        row = self.registry.job_send_state(job_id)
+        if row is None:
+            return "gone"
+        return "sent" if row["status"] != "queued" or row["sent_at"] is not None else "unsent"
+
     def _await_sent(self, job_id: str) -> Literal["sent", "unsent", "gone"]:
         """Poll the job another request recorded until it is sent (``sent_at`` set or no longer queued) or
         gone (its owner's send failed and it undid the row), for at most half ``producer_deadline_s``.
@@ -279,15 +299,13 @@ class Enqueuer:
             psycopg errors of the registry (mapped by the caller).
         """
         deadline = time.monotonic() + self.settings.producer_deadline_s / 2
+        delay = 0.005
         while True:
-            row = self.registry.job_send_state(job_id)
-            if row is None:
-                return "gone"
-            if row["status"] != "queued" or row["sent_at"] is not None:
-                return "sent"
-            if time.monotonic() >= deadline:
-                return "unsent"
-            time.sleep(0.005)
+            state = self.send_state(job_id)
+            if state != "unsent" or time.monotonic() + delay > deadline:
+                return state
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
 
     # --- undo helpers (best effort: the service may be the one that is down) ----------------------
     def _mark_sent(self, job_id: str) -> None:

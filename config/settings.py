@@ -30,12 +30,18 @@ class Settings(BaseSettings):
     def _producer_timing(self) -> Settings:
         """The producer's timeouts must nest (all seconds): each service's own timeout below the request
         deadline, so a down or hung service is answered 503 by its own error; the deadline below the
-        'pending' marker's TTL and the re-send grace, so neither can act while a request is still running."""
+        'pending' marker's TTL and the re-send grace, so neither can act while a request is still running.
+        The service timeouts not set explicitly follow the deadline (at most 1 s / 0.5 s)."""
+        if "producer_db_timeout_s" not in self.model_fields_set:
+            self.producer_db_timeout_s = min(1.0, self.producer_deadline_s / 2)
+        if "producer_redis_timeout_s" not in self.model_fields_set:
+            self.producer_redis_timeout_s = min(0.5, self.producer_deadline_s / 4)
         pairs = [("producer_redis_timeout_s", "producer_deadline_s"), ("producer_db_timeout_s", "producer_deadline_s"),
                  ("producer_deadline_s", "dedupe_pending_ttl_s"), ("producer_deadline_s", "resend_unsent_after_s")]
         for a, b in pairs:
             if not getattr(self, a) < getattr(self, b):
-                raise ValueError(f"{a} ({getattr(self, a)}) must be below {b} ({getattr(self, b)})")
+                raise ValueError(f"{a} (BOUNDARIES_{a.upper()}={getattr(self, a)}) must be below {b} "
+                                 f"(BOUNDARIES_{b.upper()}={getattr(self, b)})")
         return self
 
     # --- services -------------------------------------------------------------------------------
@@ -95,9 +101,11 @@ class Settings(BaseSettings):
     max), Redis (dedupe) and the Celery broker (producer pool), so no webhook pays a connect."""
     producer_db_timeout_s: float = Field(1.0, gt=0)
     """Seconds a webhook waits for a registry connection before it is answered 503 (pg_net waits 1–5 s
-    for the whole request, COMPAT.md §7; the reconciler recovers the event)."""
+    for the whole request, COMPAT.md §7; the reconciler recovers the event). Unset: half of
+    ``producer_deadline_s``, at most 1 s."""
     producer_redis_timeout_s: float = Field(0.5, gt=0)
-    """Seconds the producer waits for a Redis or broker reply before it gives up (503)."""
+    """Seconds the producer waits for a Redis or broker reply before it gives up (503). Unset: a quarter
+    of ``producer_deadline_s``, at most 0.5 s."""
     producer_deadline_s: float = Field(2.0, gt=0)
     """Longest a webhook's enqueue (or a /readyz probe) may take; past it the answer is 503 +
     Retry-After, whatever is hung (the enqueue finishes or undoes itself in the background)."""

@@ -25,6 +25,7 @@ Run with ``uvicorn producer.app:app_from_env --factory`` (settings from ``BOUNDA
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from contextlib import asynccontextmanager
@@ -39,11 +40,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from boundaries.enqueue import Enqueuer, QueueUnavailable, fail_fast_celery, fail_fast_redis
+from boundaries.enqueue import Enqueuer, EnqueueResult, QueueUnavailable, fail_fast_celery, fail_fast_redis
 from boundaries.events import JobEvent
 from boundaries.model_versions import resolve_model_version
 from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings
 from producer.auth import Unauthorized, check_bearer, check_signature
+from producer.inflight import InFlightJobs
 from producer.metrics import ProducerMetrics
 from producer.payload import WebhookEnvelope, select_event
 from producer.warmup import warm_up
@@ -162,6 +164,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         owned.append(celery_app)
     model_version = resolve_model_version(settings)
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
+    in_flight = InFlightJobs(enqueuer)
     metrics = ProducerMetrics()
 
     @asynccontextmanager
@@ -190,6 +193,21 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         with anyio.fail_after(settings.producer_deadline_s):
             return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
+    async def _enqueue(event: JobEvent) -> EnqueueResult:
+        """Enqueue in a worker thread; if another request's job for the key is recorded but not yet sent,
+        wait for it here (producer/inflight.py), not in the thread. Raises QueueUnavailable (503)."""
+        run = functools.partial(enqueuer.enqueue, event, wait_for_owner=False)
+        for _ in range(3):
+            result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            if result.status != "in_flight":
+                return result
+            outcome = await in_flight.wait(result.job_id, settings.producer_deadline_s / 2)
+            if outcome == "sent":
+                return EnqueueResult(result.job_id, "duplicate")
+            if outcome != "gone":  # still unsent: its owner may yet undo it; the reconciler settles it
+                raise QueueUnavailable(f"job {result.job_id} of another request is not sent yet ({outcome})")
+        raise QueueUnavailable(f"job {event.idempotency_key} kept being undone by other requests")
+
     async def handle(request: Request) -> JSONResponse:
         try:
             check_bearer(request.headers.get("authorization"), settings.webhook_secret)
@@ -215,7 +233,8 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
                          model_version=model_version, priority=settings.default_priority, source="webhook")
         t0 = time.perf_counter()
         try:
-            result = await _within_deadline(enqueuer.enqueue, event)
+            with anyio.fail_after(settings.producer_deadline_s):
+                result = await _enqueue(event)
         except (QueueUnavailable, TimeoutError) as e:
             error = str(e) or f"no answer within {settings.producer_deadline_s} s"
             log.warning("webhook.unavailable", error=error, video_id=event.video_id)
