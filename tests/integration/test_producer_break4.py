@@ -1,6 +1,7 @@
 """Fourth adversarial review of the webhook producer (real HTTP, Redis and PostgreSQL).
 
-Each test reproduces a defect found in this round and fails until it is fixed.
+Each test reproduced a defect found in this round and failed before its fix: copies of one unsent job
+starving unrelated webhooks of worker threads, and a one-second deadline alone being refused.
 """
 
 from __future__ import annotations
