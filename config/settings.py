@@ -13,6 +13,23 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
+def check_producer_timing(settings: Settings) -> None:
+    """Refuse producer timeouts that do not nest (seconds): Redis and registry timeouts below
+    ``producer_deadline_s``, which is below ``dedupe_pending_ttl_s`` and ``resend_unsent_after_s``.
+    Settings() checks this; call it again for settings made with ``model_copy`` (no validators run).
+
+    Raises:
+        ValueError: naming both settings' environment variables and values.
+    """
+    pairs = [("producer_redis_timeout_s", "producer_deadline_s"), ("producer_db_timeout_s", "producer_deadline_s"),
+             ("producer_deadline_s", "dedupe_pending_ttl_s"), ("producer_deadline_s", "resend_unsent_after_s")]
+    for a, b in pairs:
+        if not getattr(settings, a) < getattr(settings, b):
+            raise ValueError(f"{a} (BOUNDARIES_{a.upper()}={getattr(settings, a)}) must be below {b} "
+                             f"(BOUNDARIES_{b.upper()}={getattr(settings, b)})")
+
+
 PLACEHOLDER_WEBHOOK_SECRET = "change-me"  # noqa: S105 (a placeholder the producer refuses)
 """Default of ``webhook_secret``; the producer refuses to start with it (the main job replaces it)."""
 
@@ -36,12 +53,7 @@ class Settings(BaseSettings):
             self.producer_db_timeout_s = min(1.0, self.producer_deadline_s / 2)
         if "producer_redis_timeout_s" not in self.model_fields_set:
             self.producer_redis_timeout_s = min(0.5, self.producer_deadline_s / 4)
-        pairs = [("producer_redis_timeout_s", "producer_deadline_s"), ("producer_db_timeout_s", "producer_deadline_s"),
-                 ("producer_deadline_s", "dedupe_pending_ttl_s"), ("producer_deadline_s", "resend_unsent_after_s")]
-        for a, b in pairs:
-            if not getattr(self, a) < getattr(self, b):
-                raise ValueError(f"{a} (BOUNDARIES_{a.upper()}={getattr(self, a)}) must be below {b} "
-                                 f"(BOUNDARIES_{b.upper()}={getattr(self, b)})")
+        check_producer_timing(self)
         return self
 
     # --- services -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from starlette.requests import ClientDisconnect
 from boundaries.enqueue import Enqueuer, EnqueueResult, QueueUnavailable, fail_fast_celery, fail_fast_redis
 from boundaries.events import JobEvent
 from boundaries.model_versions import resolve_model_version
-from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings
+from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings, check_producer_timing
 from producer.auth import Unauthorized, check_bearer, check_signature
 from producer.inflight import InFlightJobs
 from producer.metrics import ProducerMetrics
@@ -131,10 +131,12 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
             fail fast (:func:`boundaries.enqueue.fail_fast_celery`; apply it to an app you pass).
 
     Raises:
-        ValueError: ``webhook_secret`` empty or the placeholder of Settings (anyone who read the source
+        ValueError: timeouts that do not nest (:func:`config.settings.check_producer_timing`);
+            ``webhook_secret`` empty or the placeholder of Settings (anyone who read the source
             could queue GPU jobs); ``redis_url`` / ``database_url`` unset while the object is not
             given; a checkpoint configured without ``model_version`` (see resolve_model_version).
     """
+    check_producer_timing(settings)  # again: settings made by model_copy skipped the validator
     if settings.webhook_secret.get_secret_value() in ("", PLACEHOLDER_WEBHOOK_SECRET):
         raise ValueError("webhook_secret (BOUNDARIES_WEBHOOK_SECRET) is empty or the placeholder "
                          f"{PLACEHOLDER_WEBHOOK_SECRET!r}; set a random secret shared with the Supabase trigger")

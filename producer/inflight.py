@@ -26,22 +26,35 @@ Outcome = Literal["sent", "unsent", "gone", "error"]
 
 class InFlightJobs:
     """``await wait(job_id, budget_s)`` → ``sent`` / ``gone`` (undone: enqueue again) / ``unsent`` (still
-    not sent after ``budget_s`` seconds) / ``error`` (the registry could not be read)."""
+    not sent after this caller's ``budget_s`` seconds) / ``error`` (the registry could not be read).
+
+    One poll per job id serves every caller; it runs until the latest caller's budget is spent (each new
+    caller extends it), and each caller stops waiting at its own budget.
+    """
 
     def __init__(self, enqueuer: Enqueuer):
         self.enqueuer = enqueuer
         self._polls: dict[str, asyncio.Task[Outcome]] = {}
+        self._until: dict[str, float] = {}
 
     async def wait(self, job_id: str, budget_s: float) -> Outcome:
+        until = anyio.current_time() + budget_s
+        self._until[job_id] = max(self._until.get(job_id, until), until)
         task = self._polls.get(job_id)
-        if task is None:
-            task = asyncio.ensure_future(self._poll(job_id, budget_s))
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._poll(job_id))
             self._polls[job_id] = task
-            task.add_done_callback(lambda _t: self._polls.pop(job_id, None))
-        return await asyncio.shield(task)  # a caller past its deadline does not cancel the others' poll
+            task.add_done_callback(lambda t: self._forget(job_id, t))
+        with anyio.move_on_after(budget_s):
+            return await asyncio.shield(task)  # a caller past its budget does not cancel the others' poll
+        return "unsent"
 
-    async def _poll(self, job_id: str, budget_s: float) -> Outcome:
-        deadline = anyio.current_time() + budget_s
+    def _forget(self, job_id: str, task: asyncio.Task) -> None:
+        if self._polls.get(job_id) is task:
+            del self._polls[job_id]
+            self._until.pop(job_id, None)
+
+    async def _poll(self, job_id: str) -> Outcome:
         delay = 0.005
         while True:
             try:
@@ -49,7 +62,7 @@ class InFlightJobs:
             except Exception as e:  # registry down or hung: the caller answers 503
                 log.warning("webhook.in_flight_poll_failed", job_id=job_id, error=str(e)[:300])
                 return "error"
-            if state != "unsent" or anyio.current_time() + delay > deadline:
+            if state != "unsent" or anyio.current_time() + delay > self._until.get(job_id, 0.0):
                 return state
             await anyio.sleep(delay)
             delay = min(2 * delay, 0.05)

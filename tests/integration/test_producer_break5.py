@@ -1,7 +1,8 @@
 """Fifth adversarial review of the webhook producer (real HTTP, Redis and PostgreSQL).
 
 Focus: the shared in-flight poll (producer/inflight.py), the producer's timing settings and the
-warm-up's priming of registry connections.
+warm-up's priming of registry connections. The first two tests reproduced defects (fixed: each caller
+now waits its own budget on the shared poll; create_app re-checks timing of settings made by model_copy).
 """
 
 from __future__ import annotations
