@@ -60,10 +60,17 @@ def _pg_options(settings: Settings) -> dict:
     deadline ends on its own: statements and lock waits are cancelled by the server after
     ``producer_deadline_s`` (``statement_timeout``, ``lock_timeout``, in ms); a silently dead peer is
     noticed in ~10 s (keepalives) and unacknowledged writes are abandoned after 5 s
-    (``tcp_user_timeout``) instead of the kernel's ~15 min retransmission timeout."""
+    (``tcp_user_timeout``) instead of the kernel's ~15 min retransmission timeout.
+
+    ``synchronous_commit=off``: a webhook does not wait for PostgreSQL's WAL flush (an fsync, tens to
+    hundreds of ms when the disk is busy). Rows are visible to other sessions at once; only a PostgreSQL
+    crash within ~0.2 s (wal_writer_delay) can lose one, and then nothing is lost downstream: the worker
+    skips a message whose job row is missing and the reconciler re-finds the active version without a
+    job (a lost ``sent_at`` makes it send a harmless duplicate)."""
     ms = max(1, int(settings.producer_deadline_s * 1000))
     return {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-            "tcp_user_timeout": 5000, "options": f"-c statement_timeout={ms} -c lock_timeout={ms}"}
+            "tcp_user_timeout": 5000,
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms} -c synchronous_commit=off"}
 
 
 class _Reject(Exception):
