@@ -26,7 +26,13 @@ from config.settings import Settings
 from producer.app import create_app
 from producer.reconciler import reconcile
 from tests.integration import test_producer_support as support
-from tests.integration.test_producer_support import SECRET, ServerThread, make_settings, version_payload
+from tests.integration.test_producer_support import (
+    SECRET,
+    ServerThread,
+    clear_queues,
+    make_settings,
+    version_payload,
+)
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -125,6 +131,17 @@ def _swap_port(url: str, port: int) -> str:
     return url.replace(f"{host}:{old}", f"127.0.0.1:{port}", 1)
 
 
+def _post_timed(url: str, timeout_s: float) -> tuple[int | None, float]:
+    """POST one new activation; (status code, or None when the client timed out; seconds taken)."""
+    t0 = time.perf_counter()
+    try:
+        status = httpx.post(url + "/webhooks/supabase", headers=AUTH, timeout=timeout_s,
+                            json=version_payload(str(uuid.uuid4()), str(uuid.uuid4()))).status_code
+    except httpx.TimeoutException:
+        status = None
+    return status, time.perf_counter() - t0
+
+
 def _jobs(registry: Registry, video_id: str) -> list[dict]:
     with registry.db.connection() as c:
         return c.execute("SELECT * FROM boundary_inference_jobs WHERE video_id = %s", (video_id,)).fetchall()
@@ -165,9 +182,7 @@ def owned(redis_url, pg_dsn, db_schema):
     yield start
     for server, settings in started:
         server.__exit__(None, None, None)
-        r.delete(settings.queue_high, settings.queue_low)
-        for k in r.scan_iter(f"boundaries:dedupe:{settings.db_schema}:*"):
-            r.delete(k)
+        clear_queues(r, settings)
     r.close()
 
 
@@ -183,14 +198,7 @@ def test_postgres_hung_after_warmup_gives_503_within_the_deadline(owned, pg_dsn,
                                        producer_db_timeout_s=0.5)
         proxy.freeze()
         # When a webhook arrives
-        t0 = time.perf_counter()
-        try:
-            r = httpx.post(server.url + "/webhooks/supabase", headers=AUTH, timeout=6,
-                           json=version_payload(str(uuid.uuid4()), str(uuid.uuid4())))
-            status = r.status_code
-        except httpx.TimeoutException:
-            status = None
-        took = time.perf_counter() - t0
+        status, took = _post_timed(server.url, timeout_s=6)
         # Then it is answered 503 inside pg_net's 1-5 s window (the contract: registry unreachable → 503)
         assert status == 503 and took < 5, (status, round(took, 2))
     finally:
@@ -203,14 +211,7 @@ def test_redis_hung_gives_503_inside_pg_nets_window(owned, redis_url, pg_dsn):
     try:
         server, settings, _app = owned(redis_url_=_swap_port(redis_url, proxy.port), producer_connections=2)
         proxy.freeze()
-        t0 = time.perf_counter()
-        try:
-            r = httpx.post(server.url + "/webhooks/supabase", headers=AUTH, timeout=10,
-                           json=version_payload(str(uuid.uuid4()), str(uuid.uuid4())))
-            status = r.status_code
-        except httpx.TimeoutException:
-            status = None
-        took = time.perf_counter() - t0
+        status, took = _post_timed(server.url, timeout_s=10)
         # same bar the project sets for a dead Redis (test_redis_down_gives_503…: < 1.5 s)
         assert status == 503 and took < 1.5, (status, round(took, 2))
     finally:
@@ -354,9 +355,7 @@ def test_placeholder_secret_is_refused(redis_url, pg_dsn, db_schema):
         # Then anyone who has read the source cannot enqueue GPU jobs
         assert resp.status_code == 401, (resp.status_code, resp.text)
     finally:
-        r.delete(settings.queue_high, settings.queue_low)
-        for k in r.scan_iter(f"boundaries:dedupe:{settings.db_schema}:*"):
-            r.delete(k)
+        clear_queues(r, settings)
         r.close()
 
 

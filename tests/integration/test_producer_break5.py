@@ -20,7 +20,7 @@ from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from producer.app import create_app
 from tests.integration import test_producer_break as brk
-from tests.integration.test_producer_support import SECRET, ServerThread, make_settings, version_payload
+from tests.integration.test_producer_support import SECRET, ServerThread, clear_queues, make_settings, version_payload
 
 pytestmark = pytest.mark.integration
 owned = brk.owned  # the fixture: a producer built like production (own pool, timeouts, warm-up)
@@ -84,9 +84,7 @@ def test_producer_started_before_migrate_works_once_migrated(redis_url, pg_dsn, 
                      for _ in range(4)]
         assert codes == [202] * 4, codes
     finally:
-        r.delete(settings.queue_high, settings.queue_low)
-        for k in r.scan_iter(f"boundaries:dedupe:{settings.db_schema}:*"):
-            r.delete(k)
+        clear_queues(r, settings)
         r.close()
 
 

@@ -75,6 +75,13 @@ class Producer:
                 + self.redis.lrange(self.settings.queue_low, 0, -1))
 
 
+def clear_queues(r: redis.Redis, settings: Settings) -> None:
+    """Delete a test producer's queues and dedupe keys (its schema's) from Redis."""
+    r.delete(settings.queue_high, settings.queue_low)
+    for k in r.scan_iter(f"boundaries:dedupe:{settings.db_schema}:*"):
+        r.delete(k)
+
+
 def make_settings(redis_url: str, pg_dsn: str, db_schema: str, **overrides) -> Settings:
     q = uuid.uuid4().hex[:10]
     # test payloads name the schema of their source table ("public", or the trigger test's
@@ -106,9 +113,7 @@ def producer_factory(redis_url, pg_dsn, db_schema):
     yield start
     for server, p, db, celery_app in started:
         server.__exit__(None, None, None)
-        p.redis.delete(p.settings.queue_high, p.settings.queue_low)
-        for k in p.redis.scan_iter(f"boundaries:dedupe:{p.settings.db_schema}:*"):
-            p.redis.delete(k)
+        clear_queues(p.redis, p.settings)
         p.redis.close()
         celery_app.close()
         db.close()

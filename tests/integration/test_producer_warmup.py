@@ -14,7 +14,7 @@ import redis
 
 from boundaries.registry.db import Database
 from producer.app import create_app
-from tests.integration.test_producer_support import ServerThread, make_settings, version_payload
+from tests.integration.test_producer_support import ServerThread, clear_queues, make_settings, version_payload
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -40,9 +40,7 @@ def owned_producer(redis_url, pg_dsn, db_schema):
     r = redis.Redis.from_url(redis_url)
     with ServerThread(create_app(settings)) as server:
         yield server, settings, r
-    r.delete(settings.queue_high, settings.queue_low)
-    for k in r.scan_iter(f"boundaries:dedupe:{settings.db_schema}:*"):
-        r.delete(k)
+    clear_queues(r, settings)
     r.close()
 
 
