@@ -275,11 +275,7 @@ class Enqueuer:
         rows = self.registry.claim_unsent_jobs(self.settings.resend_unsent_after_s, limit=1, job_id=job_id)
         if not rows:
             return False
-        try:
-            self.send_existing(rows[0], source="webhook")
-        except Exception:
-            self.registry.unmark_sent(job_id)
-            raise
+        self.registry.send_claimed(rows, lambda row: self.send_existing(row, source="webhook"))
         log.warning("enqueue.sent_orphaned_job", job_id=job_id)
         return True
 

@@ -70,14 +70,12 @@ def resend_unsent(settings: Settings, registry: Registry, enqueuer: Enqueuer, *,
             found again on the next run.
     """
     rows = registry.claim_unsent_jobs(settings.resend_unsent_after_s, limit=limit)
-    for i, row in enumerate(rows):
-        try:
-            enqueuer.send_existing(row)
-        except Exception:
-            for rest in rows[i:]:
-                registry.unmark_sent(str(rest["id"]))
-            raise
+
+    def send(row: dict) -> None:
+        enqueuer.send_existing(row)
         log.warning("reconcile.resent_unsent_job", job_id=str(row["id"]), video_id=str(row["video_id"]))
+
+    registry.send_claimed(rows, send)
     return len(rows)
 
 

@@ -43,9 +43,7 @@ def _warm_registry(registry: Any, n: int, timeout_s: float) -> int:
     """Open the pool's connections (its ``min_size``, else ``n`` on demand) and prime each one
     (``Registry.prime_connection``: the catalog lookups of a new backend)."""
     pool = registry.db.pool()
-    if pool.min_size > 0:
-        pool.wait(timeout=timeout_s)
-    conns = []
+    conns = []  # getconn waits for the connections the pool opens in the background
     try:
         for _ in range(min(max(n, pool.min_size), pool.max_size)):
             conns.append(pool.getconn(timeout=timeout_s))

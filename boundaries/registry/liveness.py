@@ -89,18 +89,15 @@ def sweep(settings, registry: Registry, celery_app, *, limit: int = 1000) -> Swe
             (settings.sweep_queued_after_s, [str(r["id"]) for r in stale], limit),
         ).fetchall()
     result = SweepResult([str(r["id"]) for r in stale], [str(r["id"]) for r in old])
-    rows = [*stale, *old]
-    for i, row in enumerate(rows):
+
+    def send(row: dict) -> None:
         event = JobEvent.from_job_row(row, "sweep")
-        try:
-            celery_app.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
-                                 queue=queue_for(settings, event.priority))
-        except Exception:
-            # not sent: clear sent_at so the reconciler's resend_unsent sends them (after
-            # resend_unsent_after_s) instead of the next sweep after sweep_queued_after_s
-            for rest in rows[i:]:
-                registry.unmark_sent(str(rest["id"]))
-            raise
+        celery_app.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
+                             queue=queue_for(settings, event.priority))
+
+    # rows not sent get sent_at cleared: the reconciler's resend_unsent sends them (after
+    # resend_unsent_after_s) instead of the next sweep after sweep_queued_after_s
+    registry.send_claimed([*stale, *old], send)
     if stale or old:
         log.warning("jobs.swept", requeued_running=len(stale), resent_queued=len(old))
     return result

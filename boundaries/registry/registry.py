@@ -142,6 +142,18 @@ class Registry:
                 (older_than_s, job_id, job_id, limit),
             ).fetchall()
 
+    def send_claimed(self, rows: list[dict], send) -> None:
+        """Call ``send(row)`` for each row claimed as sent (``claim_unsent_jobs``, the sweep); when one
+        fails, clear ``sent_at`` of it and of the rows not yet sent (the reconciler re-sends them), then
+        re-raise."""
+        for i, row in enumerate(rows):
+            try:
+                send(row)
+            except Exception:
+                for rest in rows[i:]:
+                    self.unmark_sent(str(rest["id"]))
+                raise
+
     def unmark_sent(self, job_id: str) -> None:
         with self.db.connection(autocommit=True) as c:
             c.execute("UPDATE boundary_inference_jobs SET sent_at = NULL WHERE id = %s AND status = 'queued'",
