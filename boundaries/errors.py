@@ -11,6 +11,7 @@ Tree (shallow, by what the pipeline does with them)::
     │   ├── CorruptChunkError     a chunk that does not decode (names its key)
     │   ├── LimitExceeded         frame-count or cost guard (COMPAT.md §6)
     │   ├── VersionNotActive      the cropped-frames version row is not 'active' (frames may be partial)
+    │   ├── ModelVersionMismatch  the job's model_version is not the one this worker's predictor serves
     │   └── CheckpointError       wrong architecture, missing keys, truncated file
     └── TransientError            retried with backoff: network, S3 5xx, runner failures
         └── ShardFailed           one or more shards failed in a runner call
@@ -95,6 +96,14 @@ class VersionNotActive(PermanentError):
     reconciler enqueues it again once the version is active (COMPAT.md §6)."""
 
     error_type = "version_not_active"
+
+
+class ModelVersionMismatch(PermanentError):
+    """The job asks for a model_version that this worker's predictor does not serve (a worker configured
+    for another checkpoint, or a replayed job of a retired model). Retrying on the same worker cannot help:
+    the job is dead-lettered at claim; run a worker for that model_version, then replay it."""
+
+    error_type = "model_version_mismatch"
 
 
 class CheckpointError(PermanentError):

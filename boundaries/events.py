@@ -26,7 +26,7 @@ class JobEvent(BaseModel):
     cropped_frames_version: int = Field(ge=0)
     model_version: str = Field(pattern=MODEL_VERSION_PATTERN)
     priority: Literal["high", "low"] = "high"
-    source: Literal["webhook", "reconciler", "replay", "cli", "sweep"] = "webhook"
+    source: Literal["webhook", "reconciler", "replay", "cli", "sweep", "retry"] = "webhook"
     job_id: str | None = None
     """Row id in ``boundary_inference_jobs`` once recorded (set by the enqueuer)."""
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -25,8 +25,8 @@ def _print(obj: dict) -> None:
 
 def run_loop(name: str, one_pass: Callable[[], dict[str, Any]], *, interval_s: float, loop: bool = True,
              stop: threading.Event | None = None, echo: bool = True) -> int:
-    """Run ``one_pass`` (returns a JSON-able dict) once, or with ``loop`` every ``interval_s`` seconds
-    until ``stop`` is set. Returns 0.
+    """Run ``one_pass`` (returns a JSON-able dict; an empty one is not printed while looping) once, or
+    with ``loop`` every ``interval_s`` seconds until ``stop`` is set. Returns 0.
 
     Raises:
         whatever ``one_pass`` raises when ``loop`` is False (one pass: the operator sees the error).
@@ -45,7 +45,7 @@ def run_loop(name: str, one_pass: Callable[[], dict[str, Any]], *, interval_s: f
             if echo:
                 _print({"error": f"{type(e).__name__}: {e}"[:500]})
         else:
-            if echo:
+            if echo and (result or not loop):  # a looping pass with nothing to report stays quiet
                 _print(result)
         if not loop:
             return 0

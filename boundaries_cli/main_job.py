@@ -1,7 +1,8 @@
 """``boundaries run``: the main job end to end on one machine, through the production code path.
 
 ingest → register an active cropped-frames version → POST the Supabase-shaped webhook to the
-producer over HTTP → a real Celery worker process handles the job → wait with a progress bar →
+producer over HTTP → a real Celery worker process handles the job (a retry is sent when due by this
+process's due-retry loop, as ``boundaries reconcile --loop`` does in production) → wait with a progress bar →
 print the results database location, run id, pair count, wall time and caption segments.
 """
 
@@ -84,6 +85,31 @@ def start_producer(settings: Settings, stack: ExitStack) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def start_due_retries(settings: Settings, registry: Registry, stack: ExitStack) -> threading.Thread:
+    """The due-retry loop of ``boundaries reconcile --loop`` in a thread (producer/retries.py): a job whose
+    attempt failed transiently waits in the registry until its ``retry_at`` and is sent from here, every
+    ``retry_poll_interval_s`` seconds, until ``stack`` closes."""
+    from boundaries_cli.loops import run_loop
+    from producer.dispatch import producer_celery
+    from producer.retries import dispatch_due_retries
+
+    app = producer_celery(settings)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_loop, name="due-retries", daemon=True,
+        args=("retries", lambda: {"sent": dispatch_due_retries(settings, registry.jobs, app)}),
+        kwargs={"interval_s": settings.retry_poll_interval_s, "stop": stop, "echo": False})
+    thread.start()
+
+    def close():
+        stop.set()
+        thread.join(timeout=10)
+        app.close()
+
+    stack.callback(close)
+    return thread
+
+
 def start_worker(settings: Settings, stack: ExitStack, log_path: Path) -> subprocess.Popen:
     """A real Celery worker process on both priority queues (solo pool: one job at a time per worker
     process, its shards fanned out by the runner; acks_late)."""
@@ -152,6 +178,7 @@ def run_main_job(video: Path, crop: tuple[float, float, float, float], anchor: s
         new = _jsonable(registry.upsert_version(**common, status="active"))
 
         base_url = start_producer(settings, stack)
+        start_due_retries(settings, registry, stack)
         worker = start_worker(settings, stack, settings.state_dir / "logs" / "worker.log")
         resp = httpx.post(f"{base_url}/webhooks/supabase", json=webhook_payload(settings, new, old), timeout=10,
                           headers={"Authorization": f"Bearer {settings.webhook_secret.get_secret_value()}"})

@@ -120,17 +120,34 @@ def _replay(settings: Settings, reg, dl, ids: list[str]) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    """Enqueue active versions without a job and re-send jobs never sent (producer/reconciler.py); with
-    ``--loop`` every ``reconcile_interval_s``, surviving errors (they are printed; the next pass retries)."""
+    """Send due retries, enqueue active versions without a job and re-send jobs never sent
+    (producer/retries.py, producer/reconciler.py). With ``--loop``: due retries every
+    ``retry_poll_interval_s`` and a full pass every ``reconcile_interval_s``, surviving errors (they are
+    printed; the next pass retries). One JSON line per full pass, and per poll that sent retries."""
+    import time
+
     from boundaries_cli.loops import run_loop
     from producer.enqueue import Enqueuer
     from producer.reconciler import reconcile
+    from producer.retries import dispatch_due_retries
 
     settings = Settings()
     enq = Enqueuer.from_settings(settings)
+    last_full = [float("-inf")]
+
+    def one_pass() -> dict:
+        out = {}
+        retries = dispatch_due_retries(settings, enq.registry.jobs, enq.celery, limit=args.limit)
+        if retries:
+            out["retries_sent"] = retries
+        if time.monotonic() - last_full[0] >= settings.reconcile_interval_s:
+            last_full[0] = time.monotonic()
+            out["enqueued"] = reconcile(settings, enq.registry, enq, limit=args.limit)
+        return out
+
     try:
-        return run_loop("reconcile", lambda: {"enqueued": reconcile(settings, enq.registry, enq, limit=args.limit)},
-                        interval_s=settings.reconcile_interval_s, loop=args.loop)
+        return run_loop("reconcile", one_pass, loop=args.loop,
+                        interval_s=min(settings.retry_poll_interval_s, settings.reconcile_interval_s))
     finally:
         enq.registry.db.close()
 
@@ -147,7 +164,8 @@ def cmd_sweep(args) -> int:
 
     def one_pass() -> dict:
         res = sweep(settings, reg.jobs, app)
-        return {"requeued_running": res.requeued_running, "resent_queued": res.resent_queued}
+        return {"requeued_running": res.requeued_running, "resent_queued": res.resent_queued,
+                "dead_lettered": res.dead_lettered}
 
     try:
         return run_loop("sweep", one_pass, interval_s=settings.heartbeat_stale_s, loop=args.loop)
@@ -175,8 +193,10 @@ def add_commands(sub) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)
 
-    r = sub.add_parser("reconcile", help="enqueue active versions that have no job (lost webhooks)")
-    r.add_argument("--loop", action="store_true", help="repeat every reconcile_interval_s")
+    r = sub.add_parser("reconcile", help="send due retries, enqueue active versions that have no job (lost"
+                       " webhooks) and re-send jobs never sent")
+    r.add_argument("--loop", action="store_true", help="due retries every retry_poll_interval_s, the rest every"
+                   " reconcile_interval_s")
     r.add_argument("--limit", type=int, default=1000)
     r.set_defaults(func=cmd_reconcile)
 

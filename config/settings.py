@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     """TTL of the ``pending`` marker a request sets before it records and sends the job; longer than
     any request (a killed producer's marker goes away on its own)."""
     reconcile_interval_s: int = Field(300, ge=1)
+    retry_poll_interval_s: float = Field(2.0, gt=0)
+    """How often the due-retry loop (``boundaries reconcile --loop``, and ``boundaries run``'s own) sends
+    the jobs whose ``retry_at`` has passed: a retry starts at most this many seconds late."""
     resend_unsent_after_s: float = Field(60.0, gt=0)
     """A ``queued`` job whose message was never marked sent (``sent_at`` null) this many seconds after
     it was recorded is re-sent by the next reconciler pass (or by a repeated webhook); above
@@ -131,9 +134,14 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 3 * 3600
     task_soft_time_limit_s: int = 3 * 3600 - 300
     max_attempts: int = 5
+    """Attempts a job may START per round (a replayed dead letter gets a new round); counted when an
+    attempt starts, so a job whose attempts kill the worker is dead-lettered at its next claim."""
+    registry_retry_window_s: float = Field(30.0, gt=0)
+    """How long the worker retries (with backoff) a registry call that finds the database unavailable
+    before it claims a job; after that the message is put back on the queue, never acked unchanged."""
     retry_backoff_base_s: float = 5.0
     retry_backoff_max_s: float = 600.0
-    """Cap of the retry countdown; below visibility_timeout_s (a held retry must not be redelivered)."""
+    """Cap of the delay before a retry (the job's ``retry_at``; no worker holds the message meanwhile)."""
     broker_restore_interval_s: int = Field(60, ge=1)
     """Seconds between a worker's scans for unacked messages older than the visibility timeout
     (kombu ``unacked_restore_interval``, throttle 1): how soon a dead worker's job is redelivered."""

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import structlog
 
+from boundaries.errors import ModelVersionMismatch
 from boundaries.frames.layoutdb import parse_layout_db
 from boundaries.frames.reader import iter_frames
 from boundaries.shards import ShardRequest, ShardSummary, encode_output
@@ -73,8 +74,8 @@ def run_shard(request: ShardRequest | dict, predictor: PairPredictor | None = No
         predictor = cached_predictor(req.checkpoint_path, req.batch_size, req.model_version
                                      if req.checkpoint_path else None)
     if predictor.model_version != req.model_version:
-        raise ValueError(f"shard {req.shard_id} asks for model_version {req.model_version!r} but the loaded "
-                         f"predictor is {predictor.model_version!r}")
+        raise ModelVersionMismatch(f"shard {req.shard_id} asks for model_version {req.model_version!r} but the "
+                                   f"loaded predictor is {predictor.model_version!r}")
     store = open_store(req.store)
     layout = parse_layout_db(store.get_bytes(req.layout_db_key), source=req.layout_db_key)
     timings: dict = {}

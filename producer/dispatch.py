@@ -91,21 +91,22 @@ def dispatch(celery_app: Celery, settings: Settings, event: JobEvent) -> str:
 
 
 def dispatch_rows(celery_app: Celery, settings: Settings, jobs: Jobs, rows: Iterable[dict], source: str,
-                  on_sent: Callable[[dict], None] | None = None) -> int:
-    """Send the messages of job rows already marked sent (``Jobs.claim_unsent``, ``Jobs.requeue``); when
-    a send fails, clear ``sent_at`` of that row and of the rows not yet sent (the reconciler re-sends
-    them), then re-raise. Returns how many were sent.
+                  on_sent: Callable[[dict], None] | None = None, undo: Callable[[str], None] | None = None) -> int:
+    """Send the messages of job rows already marked sent (``Jobs.claim_unsent``, ``Jobs.requeue``,
+    ``Jobs.claim_due_retries``); when a send fails, ``undo(job_id)`` that row and the rows not yet sent
+    (default ``jobs.unmark_sent``: the reconciler re-sends them), then re-raise. Returns how many were sent.
 
     Raises:
         QueueUnavailable: the broker is unreachable.
     """
     rows = list(rows)
+    undo = undo or jobs.unmark_sent
     for i, row in enumerate(rows):
         try:
             dispatch(celery_app, settings, JobEvent.from_job_row(row, source))
         except Exception:
             for rest in rows[i:]:
-                jobs.unmark_sent(str(rest["id"]))
+                undo(str(rest["id"]))
             raise
         if on_sent is not None:
             on_sent(row)

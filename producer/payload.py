@@ -2,8 +2,11 @@
 
 Envelope: ``{"type": "INSERT"|"UPDATE"|"DELETE", "table", "schema", "record", "old_record"}``;
 ``record`` is null on DELETE, ``old_record`` null on INSERT, any column may be null, unknown
-columns are ignored. Only the columns we use are typed; a wrong type or a non-UUID id in them is a
-validation error (HTTP 422), a null is tolerated (the event is ignored with a reason).
+columns are ignored. The decision is made from the raw columns first: an event the producer does not
+act on (a DELETE, a row that is not being activated, an unchanged version) is ignored with its reason
+(HTTP 200) whatever its other columns hold, e.g. a malformed ``old_record.id`` (COMPAT.md §7). Only
+the record of an event we act on is typed: a wrong type or a non-UUID id there is a validation error
+(HTTP 422), a null is tolerated (the event is ignored with a reason).
 
 "Frames cropped" (COMPAT.md §6) is either
 - ``cropped_frames_versions`` INSERT/UPDATE whose ``record.status`` is ``active`` and whose
@@ -111,17 +114,26 @@ def select_event(env: WebhookEnvelope, tables: tuple[str, ...] | list[str],
     return _ignored("table", f"table {env.table!r} has no event rule")
 
 
+def _raw(record: dict[str, Any] | None, field: str) -> Any:
+    return None if record is None else record.get(field)
+
+
 def _select_version(env: WebhookEnvelope) -> Selection:
-    rec = VersionRecord.model_validate(env.record) if env.record is not None else None
-    old = VersionRecord.model_validate(env.old_record) if env.old_record is not None else None
+    # Decide from the raw columns first: an event we do not act on is ignored with its reason whatever its
+    # other columns hold (a DELETE's old_record, a malformed id in a row that is not being activated);
+    # only the record we enqueue is validated (a bad id there is a 422).
     if env.type not in ("INSERT", "UPDATE"):
         return _ignored("type", f"{env.type} on {VERSIONS_TABLE}")
-    if rec is None:
+    if env.record is None:
         return _ignored("null_record", "record is null")
-    if rec.status != "active":
-        return _ignored("not_active", f"status is {rec.status!r:.40}, not 'active'")
-    if old is not None and old.status == "active":
+    status = _raw(env.record, "status")
+    if status is not None and not isinstance(status, str):
+        VersionRecord.model_validate(env.record)  # the deciding column has a wrong type: 422 naming it
+    if status != "active":
+        return _ignored("not_active", f"status is {str(status)!r:.40}, not 'active'")
+    if _raw(env.old_record, "status") == "active":
         return _ignored("already_active", "version was already active")
+    rec = VersionRecord.model_validate(env.record)
     for field in ("video_id", "tenant_id", "version"):
         if getattr(rec, field) is None:
             return _ignored("null_field", f"record.{field} is null")
@@ -130,18 +142,18 @@ def _select_version(env: WebhookEnvelope) -> Selection:
 
 
 def _select_video(env: WebhookEnvelope) -> Selection:
-    rec = VideoRecord.model_validate(env.record) if env.record is not None else None
-    old = VideoRecord.model_validate(env.old_record) if env.old_record is not None else None
     if env.type != "UPDATE":
         return _ignored("type", f"{env.type} on {VIDEOS_TABLE}")
-    if rec is None:
+    if env.record is None:
         return _ignored("null_record", "record is null")
-    if rec.current_cropped_frames_version is None:
+    current = _raw(env.record, "current_cropped_frames_version")
+    if current is None:
         return _ignored("null_field", "current_cropped_frames_version is null")
-    if old is not None and old.current_cropped_frames_version == rec.current_cropped_frames_version:
+    if env.old_record is not None and _raw(env.old_record, "current_cropped_frames_version") == current:
         return _ignored("unchanged", "current_cropped_frames_version unchanged")
-    if rec.deleted_at is not None:
+    if _raw(env.record, "deleted_at") is not None:
         return _ignored("deleted", "video is deleted")
+    rec = VideoRecord.model_validate(env.record)
     for field in ("id", "tenant_id"):
         if getattr(rec, field) is None:
             return _ignored("null_field", f"record.{field} is null")

@@ -3,7 +3,10 @@
 - ``running`` jobs whose heartbeat is older than ``heartbeat_stale_s`` (worker killed; its attempt row
   is closed as ``abandoned`` and the job goes back to ``queued``), and
 - ``queued`` jobs untouched for ``sweep_queued_after_s`` (a crash between recording a job and sending
-  it, or a broker that lost its queue).
+  it, or a broker that lost its queue; a job waiting for a retry that is not due yet is left alone).
+
+A stale ``running`` job that has used ``max_attempts`` starts is dead-lettered instead (attempts are
+counted when they start: a job that kills its worker is not requeued forever).
 
 The row changes are one transition (``Jobs.requeue``); the messages go out through
 :func:`producer.dispatch.dispatch`. Re-sending is safe: the worker's claim rule and the idempotent
@@ -12,7 +15,7 @@ pipeline make a duplicate message a no-op. Scheduling: ``boundaries sweep --loop
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
@@ -32,6 +35,7 @@ log = structlog.get_logger(__name__)
 class SweepResult:
     requeued_running: list[str]
     resent_queued: list[str]
+    dead_lettered: list[str] = field(default_factory=list)
 
 
 def sweep(settings: Settings, jobs: Jobs, celery_app: Celery, *, limit: int = 1000) -> SweepResult:
@@ -41,10 +45,11 @@ def sweep(settings: Settings, jobs: Jobs, celery_app: Celery, *, limit: int = 10
     not sent stay ``queued`` with ``sent_at`` cleared (the reconciler re-sends them after
     ``resend_unsent_after_s``) and QueueUnavailable is raised.
     """
-    stale, old = jobs.requeue(stale_after_s=settings.heartbeat_stale_s,
-                              queued_after_s=settings.sweep_queued_after_s, limit=limit)
-    result = SweepResult([str(r["id"]) for r in stale], [str(r["id"]) for r in old])
+    stale, old, dead = jobs.requeue(stale_after_s=settings.heartbeat_stale_s,
+                                    queued_after_s=settings.sweep_queued_after_s, max_attempts=settings.max_attempts,
+                                    limit=limit)
+    result = SweepResult([str(r["id"]) for r in stale], [str(r["id"]) for r in old], dead)
     dispatch_rows(celery_app, settings, jobs, [*stale, *old], "sweep")
-    if stale or old:
-        log.warning("jobs.swept", requeued_running=len(stale), resent_queued=len(old))
+    if stale or old or dead:
+        log.warning("jobs.swept", requeued_running=len(stale), resent_queued=len(old), dead_lettered=len(dead))
     return result

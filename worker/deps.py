@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 
+from boundaries.model_versions import resolve_model_version
 from boundaries.registry.db import Database
 from boundaries.registry.dead_letters import DeadLetters
 from boundaries.registry.registry import Registry
@@ -32,6 +33,16 @@ def make_runner(settings: Settings):
     from worker.runners.local import LocalRunner
 
     return LocalRunner(settings.local_runner_workers, deadline_s=settings.local_runner_deadline_s)
+
+
+def served_model_version(settings: Settings) -> str | None:
+    """The model_version this worker's predictor serves, or None when it serves any: the Modal runner
+    with a checkpoint configured loads ``/models/checkpoints/{job's model_version}.pt`` per job (COMPAT.md
+    §8). The local and inline runners (and a ``runner_factory``) load the configured checkpoint, or the
+    built-in classical detector. Raises ValueError as :func:`resolve_model_version` does."""
+    if settings.runner == "modal" and settings.checkpoint_path is not None and not settings.runner_factory:
+        return None
+    return resolve_model_version(settings)
 
 
 def database(settings: Settings) -> Database:

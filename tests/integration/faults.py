@@ -6,6 +6,7 @@ Runners built inside the Celery worker process through ``settings.runner_factory
   behind a wrapper that fails chosen shard calls with transient ShardErrors *before* computing them:
   ``fail_first`` {shard_id: n} fails a shard's first n calls; ``fail_rate`` p fails a call when a
   seeded hash of (video, shard, call number) falls below p (reproducible "random" faults).
+- ``tests.integration.faults:worker_killer`` — kills its own worker process with SIGKILL on every call.
 - ``tests.integration.faults:slow_local`` — the LocalRunner (spawned process pool) whose child sleeps
   ``delay_s`` before each shard and records its pid, so a test can kill -9 a child mid-shard.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 
 import numpy as np
@@ -123,6 +125,23 @@ def slow_local(settings) -> SlowLocalRunner:
     return SlowLocalRunner(settings.local_runner_workers, deadline_s=settings.local_runner_deadline_s)
 
 
+class WorkerKillingRunner:
+    """A shard that kills the worker process (a decoder segfault, an OOM kill): ``map`` sends SIGKILL to
+    its own process — the Celery worker's, since it runs in-process like the inline runner."""
+
+    def map(self, requests):
+        counters(config()).hincrby(f"{config()['ns']}:calls", "kills", 1)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable: SIGKILL cannot be caught")
+
+    def close(self) -> None:
+        pass
+
+
+def worker_killer(settings) -> WorkerKillingRunner:
+    return WorkerKillingRunner()
+
+
 def synthetic_video(store, settings, tenant_id: str, video_id: str, *, frames: int = 40, width: int = 64,
                     height: int = 16, version: int = 1, seed: int = 0) -> IngestResult:
     """A real VP9 frame store (COMPAT.md §2) of ``frames`` noise frames whose content changes every
@@ -156,7 +175,8 @@ def copy_video(store, settings, src: IngestResult, tenant_id: str, video_id: str
 FAST_TIMING = dict(
     visibility_timeout_s=12, task_time_limit_s=11, task_soft_time_limit_s=10, local_runner_deadline_s=9.0,
     modal_call_deadline_s=9.0, heartbeat_interval_s=0.5, heartbeat_stale_s=3.0, retry_backoff_base_s=0.2,
-    retry_backoff_max_s=1.0, sweep_queued_after_s=5.0, broker_restore_interval_s=1, shard_pairs=10,
+    retry_backoff_max_s=1.0, retry_poll_interval_s=0.2, sweep_queued_after_s=5.0, broker_restore_interval_s=1,
+    shard_pairs=10,
     local_runner_workers=1,
 )
 """Seconds, scaled down so a dead worker's job comes back within ~15 s; the same relations as the defaults."""

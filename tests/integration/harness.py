@@ -17,7 +17,7 @@ from boundaries.model_versions import CLASSICAL_MODEL_VERSION
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from boundaries.storage.factory import store_from_settings
-from boundaries_cli.main_job import _jsonable, start_producer, start_worker, webhook_payload
+from boundaries_cli.main_job import _jsonable, start_due_retries, start_producer, start_worker, webhook_payload
 from config.settings import Settings
 
 POPEYE = "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
@@ -29,7 +29,8 @@ def e2e_settings(*, redis_url: str, pg_dsn: str, db_schema: str, tmp_path: Path,
     q = uuid.uuid4().hex[:10]
     base = dict(redis_url=redis_url, database_url=SecretStr(pg_dsn), db_schema=db_schema, state_dir=tmp_path / "state",
                 queue_high=f"t{q}.high", queue_low=f"t{q}.low", webhook_secret=SecretStr("e2e-" + q),
-                shard_pairs=200, local_runner_workers=2, retry_backoff_base_s=0.2, retry_backoff_max_s=1.0)
+                shard_pairs=200, local_runner_workers=2, retry_backoff_base_s=0.2, retry_backoff_max_s=1.0,
+                retry_poll_interval_s=0.2)
     if s3_endpoint:
         base |= dict(storage_backend="s3", s3_bucket=s3_bucket, s3_endpoint_url=s3_endpoint,
                      s3_access_key_id=SecretStr("testing"), s3_secret_access_key=SecretStr("testing"))
@@ -88,4 +89,7 @@ def open_stack(settings: Settings, stack: ExitStack) -> Stack:
     db = Database(settings.database_url.get_secret_value(), settings.db_schema)
     db.migrate()
     stack.callback(db.close)
-    return Stack(settings, Registry(db), store_from_settings(settings), start_producer(settings, stack), stack)
+    registry = Registry(db)
+    url = start_producer(settings, stack)
+    start_due_retries(settings, registry, stack)  # as `boundaries run` and `boundaries reconcile --loop` do
+    return Stack(settings, registry, store_from_settings(settings), url, stack)

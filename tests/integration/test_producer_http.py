@@ -125,6 +125,35 @@ def test_irrelevant_events_are_ignored_with_a_reason(producer_factory, video_id,
     assert p.queued() == []
 
 
+@pytest.mark.parametrize("case", ["version_delete", "video_delete", "version_not_active", "version_was_active",
+                                  "video_unchanged"])
+def test_events_not_acted_on_are_ignored_whatever_their_ids_hold(producer_factory, video_id, tenant_id, case):
+    # given: an event the producer does not act on, with a malformed id (Supabase sends old_record on a
+    # DELETE; COMPAT.md §7: events we do not act on get a 2xx with the reason)
+    p = producer_factory()
+    bad = {"id": "not-a-uuid", "video_id": "12", "tenant_id": tenant_id, "version": 1, "status": "active"}
+    payload = {
+        "version_delete": {**version_payload(video_id, tenant_id), "type": "DELETE", "record": None,
+                           "old_record": bad},
+        "video_delete": {"type": "DELETE", "table": "videos", "schema": "public", "record": None,
+                         "old_record": {"id": "not-a-uuid", "tenant_id": tenant_id}},
+        "version_not_active": {**version_payload(video_id, tenant_id),
+                               "record": {**bad, "status": "processing"}, "old_record": bad},
+        "version_was_active": {**version_payload(video_id, tenant_id), "old_record": bad},
+        "video_unchanged": {"type": "UPDATE", "table": "videos", "schema": "public",
+                            "record": {"id": video_id, "tenant_id": tenant_id, "current_cropped_frames_version": 2},
+                            "old_record": {"id": "x", "tenant_id": "y", "current_cropped_frames_version": 2}},
+    }[case]
+
+    # when
+    r = p.post(payload)
+
+    # then
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "ignored" and r.json()["reason"]
+    assert p.queued() == []
+
+
 def test_only_the_registry_schema_counts_by_default(producer_factory, video_id, tenant_id):
     p = producer_factory(webhook_schemas=())  # the default: only db_schema
     other = p.post(version_payload(video_id, tenant_id, schema="captionacc_staging"))

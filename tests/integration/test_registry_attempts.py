@@ -3,6 +3,9 @@ state: no requeue while the newer attempt runs, no 'failed' after completion, no
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
 from boundaries.events import JobEvent
@@ -64,3 +67,64 @@ def test_dead_letter_only_when_the_attempt_still_owns_the_job(reg, video_id, ten
     assert stale is None and current is not None
     assert [r["error_message"] for r in dls.list(video_id=video_id)] == ["RuntimeError: current"]
     assert reg.jobs.get(job_id)["status"] == "failed"
+
+
+def _job(reg, video_id, tenant_id) -> str:
+    return reg.jobs.record(JobEvent(video_id=video_id, tenant_id=tenant_id, cropped_frames_version=1,
+                                    model_version="m1"))[0]
+
+
+def _lose_the_worker(reg, job_id):
+    with reg.db.connection() as c:
+        c.execute("UPDATE boundary_inference_jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+                  (job_id,))
+
+
+def test_claim_counts_starts_and_dead_letters_once_max_attempts_were_used(reg, video_id, tenant_id):
+    from boundaries.registry.jobs import AttemptsExhausted
+
+    job_id = _job(reg, video_id, tenant_id)
+    for n in (1, 2):  # two starts whose worker died (never finished)
+        assert reg.jobs.claim(job_id, stale_after_s=60, max_attempts=2) == n
+        _lose_the_worker(reg, job_id)
+
+    with pytest.raises(AttemptsExhausted) as info:
+        reg.jobs.claim(job_id, stale_after_s=60, max_attempts=2)
+
+    assert info.value.error_type == "worker_lost" and "lost 2 times" in str(info.value)
+    job = reg.jobs.get(job_id)
+    assert job["status"] == "failed" and job["attempts"] == 2
+    assert [a["outcome"] for a in reg.jobs.attempts_of(job_id)] == ["abandoned", "abandoned"]
+    assert [d["error_type"] for d in DeadLetters(reg.db).list(video_id=video_id)] == ["worker_lost"]
+
+
+def test_sweep_dead_letters_a_stale_job_that_used_its_attempts_instead_of_requeueing(reg, video_id, tenant_id):
+    job_id = _job(reg, video_id, tenant_id)
+    other = _job(reg, str(uuid.uuid4()), tenant_id)
+    for j in (job_id, other):
+        reg.jobs.claim(j)
+    reg.jobs.claim(job_id, stale_after_s=None)  # job_id: two starts, other: one
+    _lose_the_worker(reg, job_id)
+    _lose_the_worker(reg, other)
+
+    stale, old, dead = reg.jobs.requeue(stale_after_s=60, queued_after_s=3600, max_attempts=2)
+
+    assert [str(r["id"]) for r in stale] == [other] and old == [] and dead == [job_id]
+    assert reg.jobs.get(job_id)["status"] == "failed" and reg.jobs.get(other)["status"] == "queued"
+
+
+def test_a_retry_waits_in_the_registry_until_due_and_is_claimed_once(reg, video_id, tenant_id):
+    job_id = _job(reg, video_id, tenant_id)
+    reg.jobs.mark_sent(job_id)
+    attempt = reg.jobs.claim(job_id)
+
+    assert reg.jobs.retry(job_id, attempt, "shard_failed", "boom", delay_s=0.5)
+    not_yet = reg.jobs.claim_due_retries()
+    unsent = reg.jobs.claim_unsent(0.0)  # a retry pending is not "recorded and never sent"
+    time.sleep(0.6)
+    due = reg.jobs.claim_due_retries()
+    again = reg.jobs.claim_due_retries()
+
+    assert not_yet == [] and unsent == []
+    assert [str(r["id"]) for r in due] == [job_id] and again == []
+    assert reg.jobs.get(job_id)["retry_at"] is None
