@@ -1,14 +1,22 @@
 """Issue 12 on real processes (Celery worker processes, a producer, Redis, PostgreSQL): a broker restart
-while a retry is pending, a job whose attempts kill the worker, and a job for a model_version the worker
-does not serve. Each test reproduced its fault before the fix."""
+while a retry is pending, a job whose attempts kill the worker, a job for a model_version the worker
+does not serve, and the registry database down when a worker takes a message. Each test reproduced its
+fault before the fix."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
+import redis
 
 from boundaries.events import JobEvent
 from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
@@ -18,6 +26,7 @@ from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, read_counts, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings, open_stack
 from tests.integration.test_reliability_redis import OwnRedis
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +167,78 @@ def test_a_job_for_another_model_version_is_dead_lettered_at_claim_without_retri
     assert job["status"] == "failed" and job["attempts"] == 1
     assert [d["error_type"] for d in dls] == ["model_version_mismatch"]
     assert "other_a1b2c3d4" in dls[0]["error_message"] and MV in dls[0]["error_message"]
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of this test's own (initdb + pg_ctl on a free port; as root it runs as the
+    ``postgres`` user), to stop and start: the machine's shared server is never touched."""
+
+    def __init__(self):
+        self.dir, self.port = Path(tempfile.mkdtemp(prefix="lifecycle-pg-")), free_port()
+        self.data = self.dir / "data"
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run([shutil.which(argv[0]) or argv[0], *argv[1:]], check=True, capture_output=True,
+                       timeout=60, user=self.user, cwd=self.dir)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "start", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "stop", "-m", mode)
+
+
+@pytest.fixture
+def own_postgres():
+    server = OwnPostgres()
+    server.start()
+    yield server
+    try:
+        server.stop("immediate")
+    except subprocess.CalledProcessError:
+        pass  # already stopped
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def _find_job(s, vid: str):
+    try:
+        return s.registry.jobs.find(vid, 1, MV)
+    except Exception:  # noqa: BLE001 — the test's own pool reconnecting after the restart
+        return None
+
+
+def test_registry_down_when_the_worker_takes_a_message_leaves_the_job_for_after_it_is_back(
+        own_postgres, redis_url, db_schema, tmp_path, monkeypatch):
+    # given: a job recorded and sent while the registry (our own PostgreSQL) is up, and no worker yet
+    set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO)
+    settings = e2e_settings(redis_url=redis_url, pg_dsn=own_postgres.dsn, db_schema=db_schema, tmp_path=tmp_path,
+                            **(FAST_TIMING | {"runner_factory": "tests.integration.faults:flaky",
+                                              "registry_retry_window_s": 25.0}))
+    with ExitStack() as es:
+        s = open_stack(settings, es)
+        tenant, vid, res = _video(s)
+        assert s.post(s.activate(tenant, vid, res)).status_code == 202
+
+        # when: PostgreSQL goes down, a worker takes the message, and PostgreSQL comes back 12 s later
+        # (longer than the worker's pool waits for a connection, 10 s)
+        own_postgres.stop()
+        worker = s.start_worker()
+        broker = redis.Redis.from_url(redis_url)
+        es.callback(broker.close)
+        _wait(lambda: broker.llen(settings.queue_high) == 0, 60, "message taken by the worker")
+        time.sleep(12)
+        own_postgres.start()
+
+        # then: the message was not acked with no state change: the job completes once, without the sweep
+        job = _wait(lambda: (j := _find_job(s, vid)) and j["status"] in ("completed", "failed") and j, 60,
+                    "job settled")
+        alive = worker.poll() is None
+    assert alive
+    assert job["status"] == "completed" and job["attempts"] == 1, job["error_message"]
