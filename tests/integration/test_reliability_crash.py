@@ -76,7 +76,7 @@ def test_kill_9_of_a_shard_process_mid_shard(make_stack, monkeypatch, redis_url,
 
     # then: the job retried in a new pool and completed; the finished first shard was not recomputed
     assert job["status"] == "completed", job["error_message"]
-    assert job["attempts"] == 2
+    assert job["attempts"] == 2, s.registry.jobs.attempts_of(job["id"])
     calls, computed = read_counts(cfg, "calls"), read_counts(cfg, "computed")
     assert sorted(calls.values()) == [1, 1, 1, 2]  # only the killed shard ran twice
     assert set(computed.values()) == {1} and len(computed) == 4
@@ -120,6 +120,7 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
     # given: job X recorded but never sent (producer crashed before send_task), job Y left 'running' by
     # a vanished worker (stale heartbeat), job Z running on a live worker elsewhere (fresh heartbeat)
     from boundaries.events import JobEvent
+    from worker.heartbeat import Heartbeat
 
     set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=0.0)
     s = make_stack(runner_factory=SLOW)
@@ -130,7 +131,9 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
         ids[name] = (vid, s.registry.jobs.record(JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1,
                                                          model_version=MV))[0])
     s.registry.jobs.claim(ids["Y"][1])
-    s.registry.jobs.claim(ids["Z"][1])
+    z_attempt = s.registry.jobs.claim(ids["Z"][1])
+    # Z's worker is alive: it keeps Z's heartbeat fresh, however slowly the sweep process starts
+    s.stack.enter_context(Heartbeat(s.registry.jobs, ids["Z"][1], z_attempt, s.settings.heartbeat_interval_s))
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         c.execute(f"UPDATE {db_schema}.boundary_inference_jobs SET updated_at = now() - interval '1 minute'"
                   " WHERE id = %s", (ids["X"][1],))
