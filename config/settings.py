@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     """TTL of the ``pending`` marker a request sets before it records and sends the job; longer than
     any request (a killed producer's marker goes away on its own)."""
     reconcile_interval_s: int = Field(300, ge=1)
+    retry_priority: Literal["high", "low"] = "low"
+    """Queue of a due retry's message: low by default, so fresh webhooks are served first."""
     retry_poll_interval_s: float = Field(2.0, gt=0)
     """How often the due-retry loop (``boundaries reconcile --loop``, and ``boundaries run``'s own) sends
     the jobs whose ``retry_at`` has passed: a retry starts at most this many seconds late."""

@@ -91,10 +91,12 @@ def dispatch(celery_app: Celery, settings: Settings, event: JobEvent) -> str:
 
 
 def dispatch_rows(celery_app: Celery, settings: Settings, jobs: Jobs, rows: Iterable[dict], source: str,
-                  on_sent: Callable[[dict], None] | None = None, undo: Callable[[str], None] | None = None) -> int:
+                  on_sent: Callable[[dict], None] | None = None, *, priority: str | None = None,
+                  undo: Callable[[str], None] | None = None) -> int:
     """Send the messages of job rows already marked sent (``Jobs.claim_unsent``, ``Jobs.requeue``,
     ``Jobs.claim_due_retries``); when a send fails, ``undo(job_id)`` that row and the rows not yet sent
-    (default ``jobs.unmark_sent``: the reconciler re-sends them), then re-raise. Returns how many were sent.
+    (default ``jobs.unmark_sent``: the reconciler re-sends them), then re-raise. ``priority``: send to that
+    priority's queue instead of each row's. Returns how many were sent.
 
     Raises:
         QueueUnavailable: the broker is unreachable.
@@ -103,7 +105,10 @@ def dispatch_rows(celery_app: Celery, settings: Settings, jobs: Jobs, rows: Iter
     undo = undo or jobs.unmark_sent
     for i, row in enumerate(rows):
         try:
-            dispatch(celery_app, settings, JobEvent.from_job_row(row, source))
+            event = JobEvent.from_job_row(row, source)
+            if priority is not None:
+                event = event.model_copy(update={"priority": priority})
+            dispatch(celery_app, settings, event)
         except Exception:
             for rest in rows[i:]:
                 undo(str(rest["id"]))

@@ -23,7 +23,8 @@ log = structlog.get_logger(__name__)
 
 
 def dispatch_due_retries(settings: Settings, jobs: Jobs, celery_app: Celery, *, limit: int = 1000) -> int:
-    """Send the jobs whose retry is due (``Jobs.claim_due_retries``). Returns how many were sent.
+    """Send the jobs whose retry is due (``Jobs.claim_due_retries``) to ``settings.retry_priority``'s queue
+    (low by default: fresh webhooks go first). Returns how many were sent.
 
     Raises:
         QueueUnavailable: the broker is unreachable; the jobs not sent are due again at once (the next
@@ -34,4 +35,5 @@ def dispatch_due_retries(settings: Settings, jobs: Jobs, celery_app: Celery, *, 
     def sent(row: dict) -> None:
         log.info("retry.dispatched", job_id=str(row["id"]), attempts=row["attempts"])
 
-    return dispatch_rows(celery_app, settings, jobs, rows, "retry", on_sent=sent, undo=jobs.reschedule_retry)
+    return dispatch_rows(celery_app, settings, jobs, rows, "retry", on_sent=sent, priority=settings.retry_priority,
+                         undo=jobs.reschedule_retry)

@@ -7,7 +7,6 @@ import os
 
 from boundaries.model_versions import resolve_model_version
 from boundaries.registry.db import Database
-from boundaries.registry.dead_letters import DeadLetters
 from boundaries.registry.registry import Registry
 from boundaries.storage.factory import store_from_settings
 from config.settings import Settings
@@ -59,17 +58,11 @@ class WorkerContext:
         self.settings = settings
         self._pid = None
         self._deps: Deps | None = None
-        self._dead_letters: DeadLetters | None = None
 
     def deps(self) -> Deps:
         if self._deps is None or self._pid != os.getpid():
             db = database(self.settings)
             self._deps = Deps(self.settings, Registry(db), store_from_settings(self.settings),
                               make_runner(self.settings))
-            self._dead_letters = DeadLetters(db)
             self._pid = os.getpid()
         return self._deps
-
-    def dead_letters(self) -> DeadLetters:
-        self.deps()
-        return self._dead_letters

@@ -1,12 +1,13 @@
 """Dead letters: jobs that exhausted their attempts or hit a permanent error, kept with their event,
-error, traceback summary and attempt history so operators can list, inspect, replay and purge them."""
+error, traceback summary and attempt history so operators can list, inspect, replay and purge them.
+
+They are written by the job transitions that give up on a job (``Jobs.dead_letter``, ``Jobs.claim``
+and ``Jobs.requeue`` past ``max_attempts``: boundaries/registry/jobs.py), in the same transaction as
+the job's ``failed`` state; this module reads, marks and purges them."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-
-from psycopg.types.json import Jsonb
 
 from boundaries.registry.db import Database
 
@@ -14,26 +15,6 @@ from boundaries.registry.db import Database
 class DeadLetters:
     def __init__(self, db: Database):
         self.db = db
-
-    def add(self, *, job_id: str | None, event: dict, error_type: str, error_message: str,
-            traceback: str | None, attempts: list[dict], conn=None) -> str:
-        """Store a dead letter; ``conn``: inside the caller's transaction."""
-        if conn is not None:
-            return self._insert(conn, job_id, event, error_type, error_message, traceback, attempts)
-        with self.db.connection() as c:
-            return self._insert(c, job_id, event, error_type, error_message, traceback, attempts)
-
-    @staticmethod
-    def _insert(c, job_id, event, error_type, error_message, traceback, attempts) -> str:
-        row = c.execute(
-            "INSERT INTO boundary_inference_dead_letters (job_id, video_id, tenant_id, cropped_frames_version,"
-            " model_version, event, error_type, error_message, traceback, attempts)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
-            (job_id, event["video_id"], event["tenant_id"], event["cropped_frames_version"],
-             event["model_version"], Jsonb(event), error_type, error_message[:4000],
-             (traceback or "")[-8000:], Jsonb(json.loads(json.dumps(attempts, default=str)))),
-        ).fetchone()
-        return str(row["id"])
 
     def list(self, *, video_id: str | None = None, tenant_id: str | None = None, error_type: str | None = None,
              older_than: datetime | None = None, newer_than: datetime | None = None,
