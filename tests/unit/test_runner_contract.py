@@ -129,7 +129,8 @@ def test_results_come_back_in_request_order(runner, s3_store):
 
 
 def test_shard_failures_are_data_with_permanence(runner, s3_store):
-    # Given a good shard, one whose frames do not exist (permanent) and one asking for another model (not)
+    # Given a good shard, one whose frames do not exist and one asking for a model the predictor does not
+    # serve (both permanent: retrying on the same predictor cannot help)
     good = tiny_request(s3_store, PREFIX, LAYOUT, 0, 10)
     missing = tiny_request(s3_store, "t/v/cropped_frames_v9/", LAYOUT, 0, 10)
     other_model = tiny_request(s3_store, PREFIX, LAYOUT, 10, 20, model_version="other-model")
@@ -139,8 +140,8 @@ def test_shard_failures_are_data_with_permanence(runner, s3_store):
     assert isinstance(results[1], ShardSummary) and results[1].shard_id == good.shard_id
     assert isinstance(results[0], ShardError) and results[0].permanent
     assert results[0].error_type == "missing_frames" and results[0].shard_id == missing.shard_id
-    assert isinstance(results[2], ShardError) and not results[2].permanent
-    assert "other-model" in results[2].message
+    assert isinstance(results[2], ShardError) and results[2].permanent
+    assert results[2].error_type == "model_version_mismatch" and "other-model" in results[2].message
 
 
 def test_empty_list_never_contacts_the_backend(runner):
