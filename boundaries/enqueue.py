@@ -111,12 +111,11 @@ def _is_broker_error(e: BaseException) -> bool:
 
 def _is_db_error(e: BaseException) -> bool:
     """The registry cannot take the write now (down, hung, restarting, read-only standby after a
-    failover): retry later. Errors of our SQL or data (ProgrammingError, DataError…) are not."""
-    import psycopg
-    import psycopg_pool
+    failover): retry later. Errors of our SQL or data (ProgrammingError, DataError…) are not.
+    (boundaries/registry/db.py maps psycopg's errors at the seam.)"""
+    from boundaries.errors import RegistryUnavailable
 
-    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
-                      | psycopg.errors.ReadOnlySqlTransaction)
+    return isinstance(e, RegistryUnavailable)
 
 
 class Enqueuer:
