@@ -210,7 +210,9 @@ def test_sigterm_mid_job_ends_the_worker_and_requeues_the_job(make_stack, monkey
                                                               db_schema):
     # given: a worker 60 s into a slow shard
     cfg = set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=60.0)
-    s = make_stack(runner_factory="tests.integration.faults:slow_local")
+    s = make_stack(runner_factory="tests.integration.faults:slow_local", local_runner_deadline_s=300,
+                   modal_call_deadline_s=300, task_soft_time_limit_s=400, task_time_limit_s=500,
+                   visibility_timeout_s=600)  # no deadline ends the job for it
     tenant, vid = str(uuid.uuid4()), str(uuid.uuid4())
     res = synthetic_video(s.store, s.settings, tenant, vid, frames=12)
     s.registry.upsert_video(vid, tenant, 1)
