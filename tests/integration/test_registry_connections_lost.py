@@ -76,7 +76,7 @@ def test_first_webhook_after_a_postgres_restart_is_accepted(private_stack, priva
     # then: the very first webhook is accepted and its job recorded
     r = s.post(second)
     assert r.status_code == 202, r.text
-    assert s.registry.find_job(vid, 1, MV)["status"] == "queued"
+    assert s.registry.jobs.find(vid, 1, MV)["status"] == "queued"
 
 
 def test_first_webhook_after_its_backends_are_terminated_is_accepted(private_stack, private_pg):
@@ -92,7 +92,7 @@ def test_first_webhook_after_its_backends_are_terminated_is_accepted(private_sta
     for vid, body in payloads[1:]:
         r = s.post(body)
         assert r.status_code == 202, r.text
-        assert s.registry.find_job(vid, 1, MV) is not None
+        assert s.registry.jobs.find(vid, 1, MV) is not None
 
 
 def _post_until_accepted(s, body: dict, timeout_s: float = 10) -> None:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from boundaries_cli.embedded import child_env
 from tests.conftest import REPO
 from tests.integration.faults import counters, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings
-from worker.embedded import child_env
 
-BOUNDARIES = [sys.executable, "-m", "worker.cli"]
+BOUNDARIES = [sys.executable, "-m", "boundaries_cli.main"]
 """The ``boundaries`` console script, run from the checkout."""
 PASSWORD = "s3cret-broker-pw"  # noqa: S105 - a test value that must never be printed
 
