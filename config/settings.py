@@ -132,10 +132,10 @@ class Settings(BaseSettings):
     broker_health_check_interval_s: int = Field(5, ge=1)
     """Seconds between redis-py's PINGs on an idle broker connection and kombu's checks of its BRPOP
     connection (a half-open connection is replaced within about 1 + 2 x this)."""
-    broker_start_wait_s: float = Field(15.0, gt=0)
+    broker_start_wait_s: float = Field(10.0, gt=0)
     """How long a starting worker waits for the broker to answer PING; then it exits (status 2) with one
     line naming BOUNDARIES_REDIS_URL (password masked), well within 30 s."""
-    worker_shutdown_deadline_s: float = Field(10.0, gt=0, lt=15)
+    worker_shutdown_deadline_s: float = Field(8.0, gt=0, lt=15)
     """Seconds from SIGTERM (or SIGINT) to a forced exit of a worker whose orderly shutdown hangs (a
     broker that stopped answering mid-shutdown). A running job is interrupted at once and its message
     requeued (worker/boot.py); this bounds the rest."""
