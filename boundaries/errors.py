@@ -13,8 +13,15 @@ Tree (shallow, by what the pipeline does with them)::
     │   ├── VersionNotActive      the cropped-frames version row is not 'active' (frames may be partial)
     │   ├── ModelVersionMismatch  the job's model_version is not the one this worker's predictor serves
     │   └── CheckpointError       wrong architecture, missing keys, truncated file
-    └── TransientError            retried with backoff: network, S3 5xx, runner failures
-        └── ShardFailed           one or more shards failed in a runner call
+    ├── TransientError            retried with backoff: network, S3 5xx, runner failures
+    │   ├── ShardFailed           one or more shards failed in a runner call
+    │   └── RegistryUnavailable   the registry database cannot answer now (connection closed or refused,
+    │                             server restarting or shutting down, read-only after a failover, pool timeout)
+    └── RegistryError             any other error of a registry statement (a bug in our SQL or data):
+                                  neither retried at once nor permanent; the task's retry budget decides
+
+Errors of lower layers are mapped once, where the adapter calls the library: psycopg in
+``boundaries/registry/db.py``, botocore in ``boundaries/storage/s3.py``.
 
 Messages name the field, the bad value and the next step.
 """
@@ -130,3 +137,17 @@ class ShardFailed(TransientError):
 
     def __reduce__(self):
         return (type(self), (self.args[0], self.failed))
+
+
+class RegistryError(BoundariesError):
+    """A registry (PostgreSQL) statement failed for a reason other than the connection; the psycopg
+    error is the ``__cause__``."""
+
+    error_type = "registry_error"
+
+
+class RegistryUnavailable(RegistryError, TransientError):
+    """The registry database could not answer: connection closed by the server (idle timeout, failover,
+    restart: ``AdminShutdown``), refused, timed out, or the server is read-only. Retry with backoff."""
+
+    error_type = "registry_unavailable"

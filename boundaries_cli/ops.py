@@ -47,7 +47,8 @@ def cmd_worker(args) -> int:
     """exec a Celery worker on both priority queues with the environment's settings."""
     s = Settings()
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
-            f"{s.queue_high},{s.queue_low}", "--pool", "solo", "-l", args.loglevel]
+            f"{s.queue_high},{s.queue_low}", "--pool", "solo", "-l", args.loglevel,
+            "--without-heartbeat", "--without-gossip", "--without-mingle"]  # no event publishes to retry forever
     os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
     return 0  # pragma: no cover
 

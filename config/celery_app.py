@@ -3,15 +3,55 @@
 Reliability (ARCHITECTURE.md): ``acks_late`` + ``reject_on_worker_lost`` so a crashed worker's
 message is redelivered; prefetch 1; the Redis visibility timeout is the same value for the broker
 and the result backend and longer than the task time limit (the longest job).
+
+Every broker socket has a connect and a read timeout and a health check (settings ``broker_*``): a
+broker that accepts TCP and never answers (a wrong port behind a proxy, ``rediss://`` pointed at a
+plain Redis) fails each command within seconds instead of hanging the worker. A ``rediss://`` URL must
+say how to check the server's certificate (``ssl_cert_reqs``); kombu would otherwise turn the check off.
 """
 
 from __future__ import annotations
 
+import ssl
+from urllib.parse import parse_qs, urlsplit
+
 from celery import Celery
 from kombu import Queue
+from kombu.utils.url import maybe_sanitize_url
 
 from config.settings import Settings
 
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "cert_required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL,
+              "cert_optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE, "cert_none": ssl.CERT_NONE}
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password replaced by ``**`` (for messages and logs)."""
+    return maybe_sanitize_url(url)
+
+
+def broker_ssl_options(redis_url: str) -> dict | None:
+    """TLS options of a ``rediss://`` broker URL, from its query (``ssl_cert_reqs`` = required | optional |
+    none, optional ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``), in the form of Celery's
+    ``broker_use_ssl``; None for any other scheme.
+
+    Raises:
+        ValueError: ``rediss://`` without ``ssl_cert_reqs``, or an unknown value of it (one line, naming
+            BOUNDARIES_REDIS_URL with its password masked).
+    """
+    parts = urlsplit(redis_url)
+    if parts.scheme != "rediss":
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    reqs = query.get("ssl_cert_reqs", "")
+    if reqs.lower() not in _CERT_REQS:
+        got = f"ssl_cert_reqs={reqs!r}" if reqs else "no ssl_cert_reqs"
+        raise ValueError(f"BOUNDARIES_REDIS_URL={masked_url(redis_url)} is rediss:// with {got}: add "
+                         "?ssl_cert_reqs=required (and ssl_ca_certs=/path/ca.pem for a private CA), or "
+                         "ssl_cert_reqs=none to turn certificate checks off knowingly")
+    options = {"ssl_cert_reqs": _CERT_REQS[reqs.lower()]}
+    options |= {k: query[k] for k in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if query.get(k)}
+    return options
 
 def celery_broker_url(redis_url: str) -> str:
     """kombu spelling of a Redis URL (``unix:///path`` -> ``redis+socket:///path``)."""
@@ -60,16 +100,21 @@ def check_timing(settings: Settings) -> None:
 
 
 def transport_options(settings: Settings) -> dict:
-    """Redis transport options shared by the broker and the result backend (one visibility timeout)."""
+    """Redis transport options of the broker: one visibility timeout, socket timeouts, health checks."""
     return {"visibility_timeout": settings.visibility_timeout_s,
-            "unacked_restore_interval": settings.broker_restore_interval_s, "unacked_restore_throttle": 1}
+            "unacked_restore_interval": settings.broker_restore_interval_s, "unacked_restore_throttle": 1,
+            "socket_connect_timeout": settings.broker_connect_timeout_s,
+            "socket_timeout": settings.broker_socket_timeout_s, "socket_keepalive": True,
+            "health_check_interval": settings.broker_health_check_interval_s}
 
 
 def make_celery(settings: Settings) -> Celery:
-    """The Celery app. Raises ValueError when redis_url is unset or the timing is unsafe (:func:`check_timing`)."""
+    """The Celery app. Raises ValueError when redis_url is unset, a ``rediss://`` URL has no certificate
+    setting (:func:`broker_ssl_options`) or the timing is unsafe (:func:`check_timing`)."""
     if not settings.redis_url:
         raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); the CLI starts an embedded Redis")
     check_timing(settings)
+    use_ssl = broker_ssl_options(settings.redis_url)
     broker = celery_broker_url(settings.redis_url)
     app = Celery("boundaries", broker=broker, set_as_current=False)
     transport = transport_options(settings)
@@ -80,6 +125,13 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_on_failure_or_timeout=True,
         broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_use_ssl=use_ssl,
+        redis_backend_use_ssl=use_ssl,
+        broker_connection_timeout=settings.broker_connect_timeout_s,
+        redis_socket_connect_timeout=settings.broker_connect_timeout_s,
+        redis_socket_timeout=settings.broker_socket_timeout_s,
+        redis_socket_keepalive=True,
+        redis_backend_health_check_interval=settings.broker_health_check_interval_s,
         broker_connection_retry_on_startup=True,
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=settings.task_soft_time_limit_s,

@@ -127,6 +127,24 @@ class Settings(BaseSettings):
     """Longest a webhook's enqueue (or a /readyz probe) may take; past it the answer is 503 +
     Retry-After, whatever is hung (the enqueue finishes or undoes itself in the background)."""
 
+    # --- broker connection (BOUNDARIES_REDIS_URL) -------------------------------------------------
+    broker_connect_timeout_s: float = Field(3.0, gt=0)
+    """Seconds to open the TCP (and TLS) connection to the broker before the attempt fails."""
+    broker_socket_timeout_s: float = Field(4.0, gt=1)
+    """Seconds a broker (and result backend) command may wait for its reply: a broker that accepts TCP
+    and never answers fails the command instead of hanging the worker. Above kombu's 1 s BRPOP wait;
+    connect + socket timeout bound how long a SIGTERM waits while the worker (re)connects."""
+    broker_health_check_interval_s: int = Field(5, ge=1)
+    """Seconds between redis-py's PINGs on an idle broker connection and kombu's checks of its BRPOP
+    connection (a half-open connection is replaced within about 1 + 2 x this)."""
+    broker_start_wait_s: float = Field(10.0, gt=0)
+    """How long a starting worker waits for the broker to answer PING; then it exits (status 2) with one
+    line naming BOUNDARIES_REDIS_URL (password masked), well within 30 s."""
+    worker_shutdown_deadline_s: float = Field(8.0, gt=0, lt=15)
+    """Seconds from SIGTERM (or SIGINT) to a forced exit of a worker whose orderly shutdown hangs (a
+    broker that stopped answering mid-shutdown). A running job is interrupted at once and its message
+    requeued (worker/boot.py); this bounds the rest."""
+
     # --- queue / Celery -------------------------------------------------------------------------
     queue_high: str = "boundary.high"
     queue_low: str = "boundary.low"

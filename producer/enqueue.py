@@ -27,13 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
-import psycopg_pool
 import redis
 import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from boundaries.errors import RegistryUnavailable
 from boundaries.events import JobEvent
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
@@ -84,9 +83,9 @@ def _is_redis_error(e: BaseException) -> bool:
 
 def _is_db_error(e: BaseException) -> bool:
     """The registry cannot take the write now (down, hung, restarting, read-only standby after a
-    failover): retry later. Errors of our SQL or data (ProgrammingError, DataError…) are not."""
-    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
-                      | psycopg.errors.ReadOnlySqlTransaction)
+    failover): retry later. Errors of our SQL or data (ProgrammingError, DataError…) are not.
+    (boundaries/registry/db.py maps psycopg's errors at the seam.)"""
+    return isinstance(e, RegistryUnavailable)
 
 
 class Enqueuer:
@@ -227,7 +226,7 @@ class Enqueuer:
 
     def send_state(self, job_id: str) -> Literal["sent", "unsent", "gone"]:
         """Whether a recorded job's message is out: ``sent`` (``sent_at`` set, or no longer queued),
-        ``unsent``, or ``gone`` (the row was undone). Raises psycopg errors of the registry."""
+        ``unsent``, or ``gone`` (the row was undone). Raises RegistryUnavailable or RegistryError."""
         row = self.registry.jobs.send_state(job_id)
         if row is None:
             return "gone"
@@ -238,7 +237,7 @@ class Enqueuer:
         gone (its owner's send failed and it undid the row), for at most half ``producer_deadline_s``.
 
         Raises:
-            psycopg errors of the registry (mapped by the caller).
+            the registry's errors (RegistryUnavailable, RegistryError; mapped by the caller).
         """
         deadline = time.monotonic() + self.settings.producer_deadline_s / 2
         delay = 0.005

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from boundaries.events import PROCESS_VIDEO_TASK
+from boundaries.registry.db import registry_errors
 
 log = structlog.get_logger(__name__)
 
@@ -42,17 +43,18 @@ class WarmUp:
 def _warm_registry(registry: Any, n: int, timeout_s: float) -> int:
     """Open the pool's connections (its ``min_size``, else ``n`` on demand) and prime each one
     (``Jobs.prime_connection``: the catalog lookups of a new backend)."""
-    pool = registry.db.pool()
     conns = []  # getconn waits for the connections the pool opens in the background
-    try:
-        for _ in range(min(max(n, pool.min_size), pool.max_size)):
-            conns.append(pool.getconn(timeout=timeout_s))
-        for c in conns:
-            with c.transaction():
-                registry.jobs.prime_connection(c)
-    finally:
-        for c in conns:
-            pool.putconn(c)
+    with registry_errors(registry.db.where):  # reported as our error, like every registry call
+        pool = registry.db.pool()
+        try:
+            for _ in range(min(max(n, pool.min_size), pool.max_size)):
+                conns.append(pool.getconn(timeout=timeout_s))
+            for c in conns:
+                with c.transaction():
+                    registry.jobs.prime_connection(c)
+        finally:
+            for c in conns:
+                pool.putconn(c)
     return len(conns)
 
 

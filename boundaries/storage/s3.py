@@ -8,6 +8,10 @@
 * Listing: ``list_objects_v2`` paginator (1000 keys a page), lexicographic order.
 * Errors: 404/NoSuchKey -> ObjectNotFound; throttling, 5xx and connection errors (after botocore's
   retries) -> TransientError; other client errors (403, bad bucket) propagate as botocore errors.
+* A lost answer to CompleteMultipartUpload: the store completed the object but the answer never
+  arrived, so botocore's retry of the Complete gets ``NoSuchUpload`` (the upload id is gone). The
+  object is then checked with a HEAD: if it has the uploaded size, the put succeeded; otherwise
+  TransientError as before.
 The client is thread-safe and shared by reader threads (``max_pool_connections`` = 32).
 """
 
@@ -19,6 +23,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import boto3
+import structlog
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -28,6 +33,8 @@ from boundaries.errors import ObjectNotFound, TransientError
 
 if TYPE_CHECKING:
     from config.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -49,6 +56,18 @@ def _env_credentials() -> tuple[str | None, str | None]:
         if os.environ.get(k) and os.environ.get(s):
             return os.environ[k], os.environ[s]
     return None, None  # boto3 default chain
+
+
+def _error_code(e: BaseException) -> str | None:
+    """The S3 error code of a ClientError, or of one that ``e`` was raised from (boto3's
+    S3UploadFailedError wraps the ClientError of the part or Complete that failed)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ClientError):
+            return str(e.response.get("Error", {}).get("Code", "")) or None
+        e = e.__cause__ or e.__context__
+    return None
 
 
 class S3Store:
@@ -116,7 +135,18 @@ class S3Store:
             try:
                 self._client.upload_fileobj(io.BytesIO(data), self.bucket, key, Config=self._transfer)
             except (S3UploadFailedError, ClientError, BotoCoreError) as e:
+                if _error_code(e) == "NoSuchUpload" and self._has_size(key, len(data)):
+                    log.warning("storage.multipart_complete_answer_lost", bucket=self.bucket, key=key,
+                                size_bytes=len(data))
+                    return
                 raise TransientError(f"s3 multipart put {key!r} in {self.bucket!r} failed: {e}") from e
+
+    def _has_size(self, key: str, size: int) -> bool:
+        """True when ``key`` exists with ``size`` bytes (False when absent; TransientError when S3 fails)."""
+        try:
+            return self.size(key) == size
+        except ObjectNotFound:
+            return False
 
     def exists(self, key: str) -> bool:
         try:

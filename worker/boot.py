@@ -1,0 +1,115 @@
+"""Worker start-up and shutdown at the broker's edge (connected to Celery's signals by
+``worker/celery_entry.py``).
+
+* Start: before Celery connects, the broker (``BOUNDARIES_REDIS_URL``) must answer PING within
+  ``broker_start_wait_s``. A broker that accepts TCP and never answers (a wrong port behind a proxy,
+  ``rediss://`` pointed at a plain Redis) used to leave the worker silent and never ready; now it exits
+  with status 2 and one line naming the setting, its password masked. Each failed try is logged.
+* SIGTERM: Celery's warm shutdown waits for the running job, hours under the solo pool. A SIGTERM
+  while a job runs raises :class:`JobInterrupted` in the job (the solo pool runs it in the main
+  thread, where Python runs signal handlers): the job's code unwinds (its ``finally`` blocks and the
+  local runner's children with it), Celery terminates, and the unacknowledged message goes back to
+  its queue when kombu closes the channel, for the next worker. When idle or connecting, Celery's own
+  shutdown ends the worker; the broker socket timeouts bound each wait. Whatever still hangs (kombu
+  retries a publish to a silent broker forever) is cut by a forced exit ``worker_shutdown_deadline_s``
+  after the signal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import redis
+import structlog
+from celery.exceptions import WorkerTerminate
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from config.celery_app import masked_url, redis_py_url
+from config.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+EXIT_BROKER_UNAVAILABLE = 2
+
+
+class JobInterrupted(WorkerTerminate):
+    """Raised in a running job by SIGTERM: the worker is shutting down now, the job's message is requeued.
+    A ``SystemExit`` (Celery's WorkerTerminate), so no ``except Exception`` in a job swallows it."""
+
+
+def ping_broker(settings: Settings) -> str | None:
+    """PING the broker until it answers or ``broker_start_wait_s`` passes (each try bounded by the
+    broker connect and socket timeouts). Returns None when it answered, else the last error's text."""
+    url = redis_py_url(settings.redis_url)
+    deadline = time.monotonic() + settings.broker_start_wait_s
+    error = "no attempt"
+    attempt = 0
+    while True:
+        attempt += 1
+        left = deadline - time.monotonic()
+        timeout = max(0.1, min(settings.broker_socket_timeout_s, left))
+        client = redis.Redis.from_url(url, socket_connect_timeout=min(settings.broker_connect_timeout_s, timeout),
+                                      socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        try:
+            client.ping()
+            return None
+        except (redis.RedisError, OSError) as e:
+            error = f"{type(e).__name__}: {e}"[:300]
+            log.warning("worker.broker_unanswered", broker=masked_url(settings.redis_url), attempt=attempt,
+                        error=error)
+        finally:
+            client.close()
+        if time.monotonic() + 0.5 >= deadline:
+            return error
+        time.sleep(0.5)
+
+
+def check_broker_or_exit(settings: Settings) -> None:
+    """:func:`ping_broker`; on no answer, print one line to stderr and exit with status 2."""
+    error = ping_broker(settings)
+    if error is not None:
+        print(f"boundaries worker: error: the broker BOUNDARIES_REDIS_URL={masked_url(settings.redis_url)} did not "
+              f"answer PING within {settings.broker_start_wait_s:g} s ({error}); check its host, port and "
+              "redis:// vs rediss://", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BROKER_UNAVAILABLE)
+
+
+def _force_exit_after(deadline_s: float) -> None:
+    time.sleep(deadline_s)
+    print(f"boundaries worker: error: orderly shutdown still running {deadline_s:g} s after the signal "
+          "(a broker that does not answer?); exiting now", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def interrupt_running_job(**_kw) -> None:
+    """``worker_shutting_down`` receiver (runs inside Celery's SIGTERM handler, in the main thread): when
+    a job is running, end it now (:class:`JobInterrupted`) instead of waiting for it to finish."""
+    from celery.worker import state
+
+    if state.active_requests:
+        log.warning("worker.job_interrupted", reason="SIGTERM", jobs=len(state.active_requests))
+        raise JobInterrupted(1)
+
+
+def connect(settings: Settings) -> None:
+    """Connect the start-up check and the SIGTERM rule to Celery's worker signals."""
+    from celery import signals
+
+    started = threading.Event()
+
+    def on_worker_init(**_kw) -> None:
+        check_broker_or_exit(settings)
+
+    def on_shutting_down(**kw) -> None:
+        if not started.is_set():  # the first signal starts the clock
+            started.set()
+            threading.Thread(target=_force_exit_after, args=(settings.worker_shutdown_deadline_s,),
+                             name="shutdown-deadline", daemon=True).start()
+        interrupt_running_job(**kw)
+
+    signals.worker_init.connect(on_worker_init, weak=False)
+    signals.worker_shutting_down.connect(on_shutting_down, weak=False)
