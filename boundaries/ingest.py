@@ -93,7 +93,7 @@ def ingest_video(path, crop: tuple[float, float, float, float], anchor: str, sto
         raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
     prefix = ingest_prefix(settings.frames_prefix_template, tenant_id, video_id, version, new_ingest_id())
     db_key = prefix + INGEST_LAYOUT_DB
-    decoder = SourceDecoder(path, fps, crop=crop, max_damaged_packets=max_damaged_packets)
+    decoder = SourceDecoder(path, fps, crop=crop, max_damaged_packets=max_damaged_packets, pixel_format="yuv420p")
     frames = iter(decoder)
     if max_frames is not None:
         frames = islice(frames, max_frames)

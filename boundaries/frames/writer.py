@@ -40,7 +40,8 @@ FPS = 10
 
 def encode_chunk(frames: list[np.ndarray], width: int, height: int, *, crf: int = 30,
                  gop: int = 32, cpu_used: int = 8, deadline: str = "realtime", threads: int = 1) -> bytes:
-    """Encode frames (each uint8 ``(height, width, 3)`` RGB) as one WebM/VP9 chunk; returns its bytes.
+    """Encode frames (each uint8 ``(height, width, 3)`` RGB, or a yuv420p ``av.VideoFrame`` of that
+    size) as one WebM/VP9 chunk; returns its bytes.
 
     Settings per COMPAT.md §2. ``cpu_used`` (0-8 with ``deadline="realtime"``, 0-5 with ``"good"``),
     ``deadline`` and ``threads`` are libvpx's speed settings; they do not change the format.
@@ -60,7 +61,10 @@ def encode_chunk(frames: list[np.ndarray], width: int, height: int, *, crf: int 
         stream.options = {"crf": str(crf), "b": "0", "g": str(gop), "cpu-used": str(cpu_used),
                           "row-mt": "1", "deadline": deadline}
         for n, arr in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            if isinstance(arr, np.ndarray):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            else:  # a yuv420p av.VideoFrame: encoded as is, no conversion
+                frame = arr
             frame.pts = n
             frame.time_base = Fraction(1, FPS)
             for packet in stream.encode(frame):
@@ -108,18 +112,26 @@ class ChunkWriter:
         else:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append the next frame (index = number of frames written so far)."""
+    def write(self, frame) -> None:
+        """Append the next frame (index = number of frames written so far): a uint8 ``(height, width, 3)``
+        RGB array (copied), or a yuv420p ``av.VideoFrame`` of the crop size holding its own buffer
+        (kept as is: :class:`boundaries.frames.decode.SourceDecoder`'s ``pixel_format="yuv420p"``)."""
         if self._closed:
             raise ValueError("ChunkWriter is closed")
-        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
+        if not isinstance(frame, np.ndarray):
+            if (frame.width, frame.height, frame.format.name) != (self.width, self.height, "yuv420p"):
+                raise ValueError(f"frame {self._next} must be yuv420p {self.width}x{self.height}, got "
+                                 f"{frame.format.name} {frame.width}x{frame.height}")
+        elif frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
             raise ValueError(f"frame {self._next} must be uint8 {(self.height, self.width, 3)}, "
                              f"got {frame.dtype} {frame.shape}")
+        else:
+            frame = frame.copy()
         lvl = level_of(self._next)
         buf = self._buffers[lvl]
         if not buf:
             self._starts[lvl] = self._next
-        buf.append(frame.copy())
+        buf.append(frame)
         self._next += 1
         if len(buf) == CHUNK_FRAMES:
             self._flush(lvl)
