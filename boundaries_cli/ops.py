@@ -21,7 +21,7 @@ def _registry(settings: Settings):
 
 
 def cmd_ingest(args) -> int:
-    from worker.cli_ingest import cmd_ingest as ingest
+    from boundaries_cli.ingest_cmds import cmd_ingest as ingest
 
     return ingest(args)
 
@@ -187,6 +187,6 @@ def add_commands(sub) -> None:
     c.add_argument("ids", nargs="+", type=uuid_arg)
     d.set_defaults(func=cmd_dlq)
 
-    from worker.cli_ingest import add_store_command
+    from boundaries_cli.ingest_cmds import add_store_command
 
     add_store_command(sub)
