@@ -169,7 +169,7 @@ def run_main_job(video: Path, crop: tuple[float, float, float, float], anchor: s
                       console=console) as progress:
             task = progress.add_task("inference: shards", total=len(out_keys))
             while True:
-                job = registry.find_job(video_id, version, model_version)
+                job = registry.jobs.find(video_id, version, model_version)
                 progress.update(task, completed=sum(store.exists(k) for k in out_keys),
                                 description=f"inference: shards (job {job['status'] if job else 'pending'})")
                 if job and job["status"] in ("completed", "failed"):
