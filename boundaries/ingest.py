@@ -123,9 +123,15 @@ def ingest_video(path, crop: tuple[float, float, float, float], anchor: str, sto
                               decoder.damaged_packets, list(decoder.damaged_at))
         if publish is not None:
             publish(result)
-    except BaseException:
-        removed = delete_prefix(store, prefix)
-        log.warning("video.ingest_failed", video_id=video_id, prefix=prefix, objects_removed=removed)
+    except BaseException as failure:
+        try:
+            removed = delete_prefix(store, prefix)
+        except Exception as e:  # the store is failing too: the prefix stays for the orphan sweep
+            log.error("video.ingest_cleanup_failed", video_id=video_id, prefix=prefix, error=str(e)[:300],
+                      cause=type(failure).__name__)
+        else:
+            log.warning("video.ingest_failed", video_id=video_id, prefix=prefix, objects_removed=removed,
+                        cause=type(failure).__name__)
         raise
     log.info("video.ingested", video_id=video_id, frames=total, chunks=result.chunk_count, crop=px,
              prefix=prefix, damaged_packets=decoder.damaged_packets, rotation=decoder.rotation)

@@ -220,6 +220,9 @@ class SourceDecoder:
                 except av.InvalidDataError:
                     self._damaged(packet, tb, offset, last_pts, n_decoded)
                     continue
+                except av.FFmpegError as e:  # not a damaged packet: a decoder failure, named with file and time
+                    at = float((packet.pts - offset) * tb) if packet.pts is not None else n_decoded / self.rate
+                    raise ValueError(f"{self.path}: cannot decode the video at {at:.2f} s: {e}") from e
                 yield from push(frames)
             if graph is not None:
                 graph.vpush(None)
