@@ -20,7 +20,7 @@ Speed: the crop is applied in the filter graph, before the conversion to RGB, so
 band is converted (the full-frame RGB conversion was the larger half of decoding), by the
 graph's own ``format`` filter (the same pixels as ``VideoFrame.to_ndarray``, faster on a crop). The crop is
 widened to even coordinates plus a margin and trimmed in numpy, so every returned pixel is the
-pixel a full-frame conversion gives (checked by tests/integration/test_ingest_decode.py).
+pixel a full-frame conversion gives (checked by tests/integration/test_ingest_sources.py).
 """
 
 from __future__ import annotations

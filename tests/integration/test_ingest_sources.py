@@ -126,3 +126,15 @@ def test_two_frame_video_at_ten_fps_is_accepted(tmp_path, tenant_id, video_id):
     res = ingest_video(src, (0.0, 0.0, 1.0, 1.0), "center", LocalStore(tmp_path / "s"), Settings(), tenant_id,
                        video_id)
     assert res.total_frames == 2
+
+
+@pytest.mark.parametrize("crop", [(0.05, 0.78, 0.95, 0.99), (0.013, 0.701, 0.977, 0.963)])
+def test_cropping_before_the_rgb_conversion_gives_the_pixels_of_a_whole_frame_conversion(real_data, crop):
+    from itertools import islice
+
+    path = real_data / "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
+    dec = SourceDecoder(path, crop=crop)
+    cropped = np.stack(list(islice(dec, 40)))
+    x0, y0, x1, y1 = dec.crop_px
+    whole = np.stack([f[y0:y1, x0:x1] for f in islice(SourceDecoder(path), 40)])
+    assert cropped.shape == whole.shape and np.array_equal(cropped, whole)
