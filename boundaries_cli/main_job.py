@@ -167,7 +167,8 @@ def run_main_job(video: Path, crop: tuple[float, float, float, float], anchor: s
                       console=console, transient=False) as progress:
             task = progress.add_task("ingest: decode, crop, encode chunks", total=None)
             ingest = ingest_video(video, crop, anchor, store, settings, tenant_id, video_id, version,
-                                  progress=lambda n: progress.update(task, completed=n))
+                                  progress=lambda n: progress.update(task, completed=n),
+                                  expected=lambda n: progress.update(task, total=n))
             progress.update(task, total=ingest.total_frames, completed=ingest.total_frames)
         report.total_frames = ingest.total_frames
         registry.upsert_video(video_id, tenant_id, version)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from boundaries_cli.args import parse_crop, uuid_arg, video_file
 from config.settings import Settings
@@ -23,24 +21,9 @@ def _registry(settings: Settings):
 
 
 def cmd_ingest(args) -> int:
-    from boundaries.ingest import ingest_video
-    from boundaries.storage.factory import store_from_settings
+    from boundaries_cli.ingest_cmds import cmd_ingest as ingest
 
-    settings = Settings()
-    reg, _ = _registry(settings)
-    reg.db.migrate()
-    tenant_id = args.tenant_id or str(uuid.uuid4())
-    video_id = args.video_id or str(uuid.uuid4())
-    res = ingest_video(Path(args.video), args.crop, args.anchor, store_from_settings(settings), settings, tenant_id,
-                       video_id, args.version)
-    reg.upsert_video(video_id, tenant_id, args.version)
-    reg.upsert_version(video_id=video_id, tenant_id=tenant_id, version=args.version,
-                       storage_prefix=res.frames_prefix, layout_db_storage_key=res.layout_db_key,
-                       total_frames=res.total_frames, chunk_count=res.chunk_count, status="active")
-    print(json.dumps({"tenant_id": tenant_id, "video_id": video_id, "version": args.version,
-                      "total_frames": res.total_frames, "chunk_count": res.chunk_count,
-                      "frames_prefix": res.frames_prefix, "layout_db_key": res.layout_db_key}))
-    return 0
+    return ingest(args)
 
 
 def cmd_worker(args) -> int:
@@ -224,3 +207,7 @@ def add_commands(sub) -> None:
     c = dsub.add_parser("replay")
     c.add_argument("ids", nargs="+", type=uuid_arg)
     d.set_defaults(func=cmd_dlq)
+
+    from boundaries_cli.ingest_cmds import add_store_command
+
+    add_store_command(sub)

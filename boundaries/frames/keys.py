@@ -6,6 +6,8 @@ Ids are validated as UUIDs before they are formatted into any key.
 from __future__ import annotations
 
 import re
+import secrets
+from datetime import UTC, datetime
 
 from boundaries.frames.layout import ChunkRef
 from boundaries.ids import validate_uuid
@@ -21,6 +23,37 @@ def frames_prefix(template: str, tenant_id: str, video_id: str, version: int) ->
         version=int(version),
     )
     return prefix if prefix.endswith("/") else prefix + "/"
+
+
+#: ``-{YYYYmmddTHHMMSS}-{6 hex}`` appended to a version's prefix by each ingest (:func:`ingest_prefix`)
+INGEST_SUFFIX_RE = r"-(?P<stamp>\d{8}T\d{6})-[0-9a-f]{6}"
+INGEST_LAYOUT_DB = "layout.db"
+_UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def new_ingest_id(now: datetime | None = None) -> str:
+    """``YYYYmmddTHHMMSS-xxxxxx``: UTC start time (so a stored prefix tells its age) + 24 random bits."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def ingest_prefix(template: str, tenant_id: str, video_id: str, version: int, ingest_id: str) -> str:
+    """Prefix one ingest writes under: the version's prefix with ``-{ingest_id}`` appended to its last
+    segment, e.g. ``{tenant}/{video}/cropped_frames_v1-20261130T210900-3f9a1c/``. Every ingest writes
+    to a fresh prefix (never into a version's live chunks); the registry row's ``storage_prefix`` is
+    switched to it when the ingest is complete, and readers follow ``storage_prefix`` (COMPAT.md §6)."""
+    if not re.fullmatch(INGEST_SUFFIX_RE[1:], ingest_id):
+        raise ValueError(f"ingest_id must look like YYYYmmddTHHMMSS-xxxxxx, got {ingest_id!r}")
+    return frames_prefix(template, tenant_id, video_id, version).rstrip("/") + f"-{ingest_id}/"
+
+
+def frames_prefix_regex(template: str) -> re.Pattern:
+    """Regex matching the start of any key under a frames prefix of ``template``, with or without an
+    ingest suffix. Groups: ``prefix`` (ending in ``/``), ``stamp`` (ingest start, or None)."""
+    parts = re.split(r"(\{tenant_id\}|\{video_id\}|\{version\})", template.rstrip("/"))
+    body = "".join({"{tenant_id}": _UUID_RE, "{video_id}": _UUID_RE, "{version}": r"\d+"}.get(p, re.escape(p))
+                   for p in parts)
+    return re.compile(rf"^(?P<prefix>{body}(?:{INGEST_SUFFIX_RE})?/)")
 
 
 def layout_db_key(template: str, tenant_id: str, video_id: str) -> str:

@@ -31,11 +31,14 @@ class OcrPriorAccumulator:
         self._seen = 0
         self.sampled = 0
 
-    def add(self, frame: np.ndarray) -> None:
+    def add(self, frame) -> None:
+        """``frame``: uint8 ``(H, W, 3)`` RGB, or an ``av.VideoFrame`` (converted to RGB only when sampled)."""
         n = self._seen
         self._seen += 1
         if n % self.stride:
             return
+        if not isinstance(frame, np.ndarray):
+            frame = frame.to_ndarray(format="rgb24")
         if frame.shape != (self.height, self.width, 3):
             raise ValueError(f"frame must be {(self.height, self.width, 3)}, got {frame.shape}")
         y = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)

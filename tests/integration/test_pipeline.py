@@ -14,6 +14,7 @@ from boundaries.frames.keys import chunk_key
 from boundaries.frames.layout import ChunkRef
 from boundaries.ingest import ingest_video
 from boundaries.registry.db import Database
+from boundaries.registry.frame_versions import publish_version
 from boundaries.registry.registry import Registry
 from boundaries.results_db import read_results_db
 from boundaries.storage.local import LocalStore
@@ -60,6 +61,10 @@ def env(ingested, pg_dsn, db_schema, tmp_path):
     for k in src.list_keys(""):
         store.put_bytes(k, src.get_bytes(k))
     settings = Settings(local_store_dir=tmp_path / "store", shard_pairs=128, db_schema=db_schema)
+    # the ingest wrote a fresh prefix: the version row points the worker at it (COMPAT.md §6 storage_prefix)
+    publish_version(db, video_id=video, tenant_id=tenant, version=1, storage_prefix=res.frames_prefix,
+                    layout_db_storage_key=res.layout_db_key, total_frames=res.total_frames,
+                    chunk_count=res.chunk_count)
     runner = InlineRunner(BrightnessPredictor())
     yield Deps(settings, reg, store, runner), tenant, video, res
     db.close()
