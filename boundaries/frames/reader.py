@@ -141,12 +141,28 @@ def discover_chunks(store: ObjectStore, prefix: str) -> ChunkIndex:
 
 def _decode(data: bytes, key: str, ref: ChunkRef, upto: int, decode_device: str = "cpu") -> list[np.ndarray]:
     """Decode ``ref`` sequentially from its first frame; stop after frame index ``upto``.
-    Returns RGB frames in decode order. Raises CorruptChunkError naming ``key``."""
+    Returns RGB frames in decode order. Raises CorruptChunkError naming ``key``.
+
+    With ``decode_device="cuda"`` a hardware decode that fails where the CPU decoder succeeds turns
+    the hardware decoder off for this process (logged) and the CPU result is returned."""
     import av
 
+    hw = _hwaccel(decode_device)
+    if hw is not None:
+        try:
+            return _decode_with(av, data, key, ref, upto, hw)
+        except CorruptChunkError as hw_error:
+            frames = _decode_with(av, data, key, ref, upto, None)  # raises if the chunk itself is bad
+            log.warning("frames.hwaccel_failed", device=decode_device, error=str(hw_error.__cause__)[:300],
+                        fallback="cpu")
+            _HWACCEL_STATE[decode_device] = None
+            return frames
+    return _decode_with(av, data, key, ref, upto, None)
+
+
+def _decode_with(av, data: bytes, key: str, ref: ChunkRef, upto: int, hw) -> list[np.ndarray]:
     r0 = rank_in_level(ref.start)
     out: list[np.ndarray] = []
-    hw = _hwaccel(decode_device)
     try:
         with av.open(io.BytesIO(data), mode="r", **({"hwaccel": hw} if hw is not None else {})) as container:
             stream = container.streams.video[0]
