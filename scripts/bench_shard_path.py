@@ -6,9 +6,9 @@ a temporary folder; every measurement runs :func:`modal_gpu.shard.predict_range`
 process importing one tree, with the same CPU set and the same ``torch.set_num_threads``, on the same
 synthetic 1280x100 video in a local store (:mod:`shard_bench_data`). Children run interleaved
 (baseline, new, baseline, new, ...) so both see the same machine load; medians are printed, pairs/s
-per core (divided by the CPUs of the set), pairs per CPU-second of the child (``process_time``: steadier
-than wall time on a shared machine), the new/baseline ratios and MISSED when either is below ``--target``. Each child warms up on a short
-range first (oneDNN primitives, preprocessing plans).
+per core (divided by the CPUs of the set), pairs per CPU-second of the child (``process_time``:
+steadier than wall time on a shared machine), the new/baseline ratios and MISSED when either is below
+``--target``. Each child warms up on a short range first (oneDNN primitives, preprocessing plans).
 Weights are random (``torch.manual_seed(0)`` + ``randomize_for_tests_``, seed 0), identical in both
 trees; the model agreement (argmax, largest probability difference) of each variant against the
 baseline is printed too.
