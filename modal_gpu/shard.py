@@ -60,7 +60,7 @@ def predict_range(store, frames_prefix: str, layout, first_pair: int, end_pair: 
     predict_staged = getattr(predictor, "predict_staged", None)
     if stage is None or predict_staged is None:
         stage, predict_staged = (lambda frames: frames), predictor.predict
-    window = window or max(256, getattr(predictor, "pairs_per_step", 0))
+    window = max(2, window or max(256, getattr(predictor, "pairs_per_step", 0)))  # >= 2: one new frame per window
 
     def produce():
         for batch in iter_frames(store, frames_prefix, first_pair, end_pair, window=window, overlap=1,
