@@ -71,6 +71,35 @@ def plan_shards(total_frames: int, shard_pairs: int) -> list[tuple[int, int]]:
     return [(a, min(a + shard_pairs, pairs)) for a in range(0, pairs, shard_pairs)]
 
 
+def sized_shard_pairs(pairs_per_s: float | None, target_s: float, fallback_pairs: int, *,
+                      min_pairs: int = 256, max_pairs: int = 1_000_000) -> int:
+    """Pairs per shard for ``target_s`` seconds of one container's work at its measured
+    ``pairs_per_s`` (whole shard path, ``scripts/device_check``), clamped to ``[min_pairs, max_pairs]``
+    and rounded down to a multiple of 256 (whole decode windows) when above 256; ``fallback_pairs``
+    when no throughput was measured (None).
+
+    Cold start (20-40 s) and model load are paid per container, not per shard, but a shard of 0.5 s
+    of GPU work still pays its request round trip, store listing and output write; sizing by time keeps
+    that overhead a fixed small fraction whatever the GPU.
+
+    Raises:
+        ValueError: a non-positive ``pairs_per_s``, ``target_s`` or ``fallback_pairs``.
+    """
+    if fallback_pairs < 1:
+        raise ValueError(f"fallback_pairs (shard_pairs) must be >= 1, got {fallback_pairs}")
+    if pairs_per_s is None:
+        return fallback_pairs
+    if not pairs_per_s > 0 or not target_s > 0:
+        raise ValueError(f"need pairs_per_s > 0 and target_s > 0, got pairs_per_s={pairs_per_s} target_s={target_s}")
+    pairs = min(max(int(pairs_per_s * target_s), min_pairs), max_pairs)
+    return pairs - pairs % 256 if pairs > 256 else pairs
+
+
+def shard_pairs_from_settings(settings) -> int:
+    """:func:`sized_shard_pairs` of ``settings.shard_pairs_per_s``, ``shard_target_s``, ``shard_pairs``."""
+    return sized_shard_pairs(settings.shard_pairs_per_s, settings.shard_target_s, settings.shard_pairs)
+
+
 def shard_id(first_pair: int, end_pair: int) -> str:
     return f"pairs_{first_pair:010d}_{end_pair:010d}"
 

@@ -31,7 +31,7 @@ from boundaries.model_versions import resolve_model_version
 from boundaries.registry.registry import Registry
 from boundaries.results_db import read_results_db
 from boundaries.segments import Segment, segments_from_labels
-from boundaries.shards import plan_shards
+from boundaries.shards import plan_shards, shard_pairs_from_settings
 from boundaries.storage.factory import store_from_settings
 from boundaries_cli.embedded import child_env, with_embedded_services
 from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings
@@ -188,7 +188,7 @@ def run_main_job(video: Path, crop: tuple[float, float, float, float], anchor: s
             return report
         console.print(f"webhook accepted: {resp.json()}", soft_wrap=True)
 
-        shards = plan_shards(ingest.total_frames, settings.shard_pairs)
+        shards = plan_shards(ingest.total_frames, shard_pairs_from_settings(settings))
         out_keys = [shard_output_key(settings.shard_output_key_template, tenant_id, video_id, version, model_version,
                                      a, b) for a, b in shards]
         deadline = time.monotonic() + timeout_s

@@ -191,6 +191,35 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1)
     device: str | None = None
     """torch device for the model; None: cuda when available, else cpu."""
+    decode_workers: int | None = Field(None, ge=1)
+    """Chunk-decode threads per shard (one VP9 stream per thread). None: the CPUs this process may run
+    on (``os.sched_getaffinity``), i.e. the container's cores."""
+    decode_device: Literal["cpu", "cuda"] = "cpu"
+    """Where VP9 chunks are decoded: ``cuda`` tries PyAV's NVDEC hwaccel and falls back to the CPU
+    decoder (logged once) when the build or the machine has none."""
+    model_precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """Autocast dtype of the users' model. ``auto``: fp16 on CUDA, bf16 on CPUs with native bf16
+    matrix units (AMX / AVX512-BF16), else fp32. Agreement with fp32 is printed by scripts/device_check."""
+    model_channels_last: bool = True
+    """Run the model's convolutions in channels_last memory format."""
+    model_compile: bool = False
+    """``torch.compile`` the model (CUDA only; compile time is paid once per container)."""
+    model_cuda_graphs: bool = False
+    """Capture the model's forward pass of a full batch in a CUDA graph (CUDA only)."""
+    cuda_batch_size: int = Field(512, ge=2)
+    """Model samples per forward pass on CUDA (each step = half as many pairs, both directions); the
+    request's ``batch_size`` applies on CPU. ``scripts/device_check`` measures 64/256/512."""
+    shard_target_s: float = Field(60.0, gt=0)
+    """Seconds of container work a shard is sized for: ``shard_pairs_per_s * shard_target_s`` pairs,
+    so the 20-40 s cold start and model load are paid once per minute of work, not per second."""
+    shard_pairs_per_s: float | None = Field(None, gt=0)
+    """Measured whole-shard-path pairs/s of one container (``scripts/device_check``); None: use
+    ``shard_pairs`` as a fixed size."""
+    modal_min_containers: int = Field(0, ge=0)
+    """Containers Modal keeps warm (``min_containers``): 0 pays a cold start after each idle spell."""
+    modal_memory_snapshot: bool = False
+    """Modal memory snapshots (``enable_memory_snapshot``) of the container after imports; the model
+    load runs after the snapshot (GPU state cannot be snapshotted)."""
     max_frames: int = 200_000
     warn_frames: int = 180_000
     max_cost_usd: float = 1.00

@@ -81,22 +81,38 @@ def map_wasabi_env(environ: MutableMapping[str, str]) -> list[str]:
 
 def cls_options(settings: Settings) -> dict:
     """Resource options of ``BoundaryInference`` from settings (COMPAT.md §8: GPU ``A10G``, upstream 5
-    containers). ``timeout`` and ``scaledown_window`` are seconds; ``retries`` re-runs a failed input
+    containers). ``timeout`` and ``scaledown_window`` are seconds (how long an idle container stays
+    warm); ``min_containers`` keeps that many warm always (a warm pool: no cold start, billed idle);
+    ``enable_memory_snapshot`` restores imports from a snapshot (the model still loads in
+    ``@modal.enter``, after it: GPU state is not snapshotted); ``retries`` re-runs a failed input
     with exponential backoff (1 s, 2 s, … capped at 30 s)."""
     return {
         "gpu": settings.modal_gpu,
         "timeout": settings.modal_timeout_s,
         "max_containers": settings.modal_max_containers,
         "scaledown_window": settings.modal_scaledown_window_s,
+        "min_containers": settings.modal_min_containers,
+        "enable_memory_snapshot": settings.modal_memory_snapshot,
         "retries": modal.Retries(max_retries=settings.modal_retries, backoff_coefficient=2.0, initial_delay=1.0,
                                  max_delay=30.0),
     }
 
 
+CONTAINER_SETTINGS = ("decode_workers", "decode_device", "model_precision", "model_channels_last", "model_compile",
+                      "model_cuda_graphs", "cuda_batch_size")
+"""Settings the container reads (its own ``Settings()``), copied from the deploying shell into the image."""
+
+
+def container_env(settings: Settings) -> dict[str, str]:
+    """``BOUNDARIES_*`` variables of :data:`CONTAINER_SETTINGS` that are set (None ones are left out)."""
+    return {f"BOUNDARIES_{k.upper()}": str(v) for k in CONTAINER_SETTINGS
+            if (v := getattr(settings, k)) is not None}
+
+
 image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .pip_install(*IMAGE_PACKAGES)
-    .env({"PYTHONUNBUFFERED": "1"})
+    .env({"PYTHONUNBUFFERED": "1", **container_env(SETTINGS)})
     .add_local_python_source(*LOCAL_PACKAGES)
 )
 models_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
@@ -128,6 +144,7 @@ class BoundaryInference:
         import structlog
 
         from boundaries.errors import CheckpointError
+        from modal_gpu.inference_options import InferenceOptions
         from modal_gpu.predictor import load_predictor
 
         log = structlog.get_logger(__name__)
@@ -139,7 +156,8 @@ class BoundaryInference:
                 raise CheckpointError(f"checkpoint for model_version {self.model_version!r} not found at "
                                       f"{checkpoint} on volume {VOLUME_NAME!r}; run `boundaries upload-checkpoint`")
         self.predictor = load_predictor(checkpoint, batch_size=self.batch_size,
-                                        model_version=self.model_version or None)
+                                        model_version=self.model_version or None,
+                                        options=InferenceOptions.from_settings(SETTINGS))
         log.info("container.loaded", model_version=self.predictor.model_version, checkpoint=checkpoint,
                  batch_size=self.batch_size, env_mapped=mapped)
 
@@ -153,7 +171,8 @@ class BoundaryInference:
         ``modal.Retries`` does not retry it; transient errors raise (and are retried)."""
         from modal_gpu.shard import run_shard_remote
 
-        return run_shard_remote(request, self.predictor)
+        return run_shard_remote(request, self.predictor, decode_workers=SETTINGS.decode_workers,
+                                decode_device=SETTINGS.decode_device)
 
 
 @app.function(gpu=SETTINGS.modal_gpu, timeout=300)

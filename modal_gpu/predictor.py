@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from boundaries.layout_config import LayoutConfig
+from modal_gpu.inference_options import InferenceOptions
 
 
 class PairPredictor(Protocol):
@@ -32,9 +33,23 @@ class PairPredictor(Protocol):
         ...
 
 
+class StagedPairPredictor(PairPredictor, Protocol):
+    """A predictor whose work splits in two stages that :func:`modal_gpu.shard.predict_range` overlaps:
+    ``stage(frames)`` (prefetch thread: e.g. pinned host-to-device copy) and
+    ``predict_staged(staged, layout)`` (same result as ``predict``). ``pairs_per_step``: pairs per
+    model step (the shard path's decode window is at least this)."""
+
+    pairs_per_step: int
+
+    def stage(self, frames: np.ndarray) -> object: ...
+
+    def predict_staged(self, staged: object, layout: LayoutConfig) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def load_predictor(checkpoint_path: str | None, *, device: str | None = None, batch_size: int = 64,
-                   model_version: str | None = None) -> PairPredictor:
-    """The classical detector when ``checkpoint_path`` is None, else the users' model (imports torch)."""
+                   model_version: str | None = None, options: InferenceOptions | None = None) -> PairPredictor:
+    """The classical detector when ``checkpoint_path`` is None, else the users' model (imports torch)
+    run as ``options`` say (default :class:`InferenceOptions`: auto precision, channels_last)."""
     if checkpoint_path is None:
         from modal_gpu.detector import ClassicalDetector
 
@@ -42,4 +57,4 @@ def load_predictor(checkpoint_path: str | None, *, device: str | None = None, ba
     from modal_gpu.model_predictor import ModelPredictor
 
     return ModelPredictor.from_checkpoint(checkpoint_path, device=device, batch_size=batch_size,
-                                          model_version=model_version)
+                                          model_version=model_version, options=options)

@@ -12,12 +12,19 @@ frames). Timed with ``time.perf_counter``:
 Peak memory: ``ru_maxrss`` of this process (moto runs in a child process, so its object store
 is not counted) and the tracemalloc peak of Python/numpy allocations during the full read.
 
-Usage: ``.venv/bin/python scripts/bench_frame_read.py [--frames 36000] [--workers 4]``
+Baseline in the same run: decode scaling. A ``--scaling-frames`` range is read from a local
+directory store (no HTTP server competing for the CPUs) with 1 decode worker (the baseline) and with
+2 (and ``--workers``), interleaved ``--scaling-repeats`` times; medians, frames/s per worker and
+the 1 -> 2 ratio are printed, MISSED below 1.7x (issue 16). ``--scaling-only`` skips the S3 part.
+
+Usage: ``.venv/bin/python scripts/bench_frame_read.py [--frames 36000] [--workers N] [--scaling-only]``
+(``--workers`` defaults to the decode workers a container would use: its CPU count).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import socket
 import statistics
@@ -35,7 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boundaries.frames.keys import chunk_key  # noqa: E402
 from boundaries.frames.layout import CHUNK_FRAMES, LEVELS, all_chunks, count_in_level  # noqa: E402
-from boundaries.frames.reader import discover_chunks, iter_frames, read_frames  # noqa: E402
+from boundaries.frames.reader import (  # noqa: E402
+    default_decode_workers,
+    discover_chunks,
+    iter_frames,
+    read_frames,
+)
 from boundaries.frames.writer import encode_chunk  # noqa: E402
 from boundaries.storage.s3 import S3Store  # noqa: E402
 
@@ -75,15 +87,51 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
+def decode_scaling(args) -> None:
+    """1 decode worker (baseline) vs 2 and ``--workers``, interleaved, on a local store."""
+    import tempfile
+
+    from boundaries.storage.local import LocalStore
+
+    counts = sorted({1, 2, args.workers})
+    with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
+        store, prefix = LocalStore(tmp), "b/v/cropped_frames_v1/"
+        rng = np.random.default_rng(0)
+        full = encode_chunk([band(i, rng) for i in range(CHUNK_FRAMES)], W, H)
+        n = args.scaling_frames
+        for r in all_chunks(n):
+            store.put_bytes(chunk_key(prefix, r), full)  # every chunk full: frames past n are never read
+        index = discover_chunks(store, prefix)
+        load0 = os.getloadavg()
+        times: dict[int, list[float]] = {c: [] for c in counts}
+        for rep in range(args.scaling_repeats + 1):  # the first round warms up and is dropped
+            for c in counts:
+                t = time.perf_counter()
+                for _ in iter_frames(store, prefix, 0, n - 1, index=index, max_workers=c):
+                    pass
+                if rep:
+                    times[c].append(time.perf_counter() - t)
+        load1 = os.getloadavg()
+    rate = {c: n / statistics.median(t) for c, t in times.items()}
+    print(f"decode scaling ({n} frames {W}x{H}, local store, {args.scaling_repeats} interleaved repeats, "
+          f"{len(os.sched_getaffinity(0))} CPUs; load average {load0[0]:.2f} before, {load1[0]:.2f} after):")
+    for c in counts:
+        print(f"  {c} worker(s): median {rate[c]:7.0f} frames/s = {rate[c] / c:6.0f} per worker  "
+              f"(all: {', '.join(f'{n / t:.0f}' for t in times[c])})")
+    ratio = rate[2] / rate[1]
+    print(f"  1 -> 2 workers: {ratio:.2f}x " + ("OK" if ratio >= 1.7 else "MISSED (target >= 1.7x)"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=36_000)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=default_decode_workers())
+    ap.add_argument("--scaling-frames", type=int, default=1024)
+    ap.add_argument("--scaling-repeats", type=int, default=5)
+    ap.add_argument("--scaling-only", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--window", type=int, default=256)
     args = ap.parse_args()
-
-    import os
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -91,6 +139,9 @@ def main() -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
 
+    decode_scaling(args)
+    if args.scaling_only:
+        return
     proc, endpoint = start_moto()
     try:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"

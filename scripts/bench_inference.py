@@ -2,12 +2,15 @@
 
 Prints medians over ``--repeats`` runs, in one run:
 
-* preprocessing pairs/s of the fast path (each frame once, OCR image once) and of the PIL reference
-  doing the upstream work (6 transforms per pair: OCR image, frame1, frame2, in both directions), on
-  ``--crop`` sized frames (default 1280x100), and their ratio;
+* preprocessing pairs/s of the fast path (each frame once, OCR image once, plus the forward/backward
+  batch build: ``torch.cat`` of both directions) and of the PIL reference doing the upstream work
+  (6 transforms per pair: OCR image, frame1, frame2, in both directions), on ``--crop`` sized frames
+  (default 1280x100), and their ratio; with ``torch.set_num_threads(1)`` (PIL is single-threaded:
+  equal threads on both sides, i.e. per core);
 * model pairs/s (a pair = forward + backward pass) for the LoRA model as loaded and for the fused one;
 * end-to-end ``ModelPredictor.predict`` pairs/s;
-* with CUDA also: fp16 autocast vs fp32 and a batch sweep (64..512 model samples) of the fused model.
+* with CUDA also: fp16 autocast vs fp32 and a batch sweep (64..512 model samples) of the fused model;
+  on CPU: bf16 autocast + channels_last (what ``precision=auto`` picks on AMX CPUs) vs fp32.
 
 Weights are random (never downloaded); speed does not depend on them. Usage::
 
@@ -72,14 +75,14 @@ def main() -> None:
     ap.add_argument("--crop", default="1280x100", help="frame size WxH in pixels")
     ap.add_argument("--frames", type=int, default=0, help="frames per fast-path call (default 64 CPU, 1024 CUDA)")
     ap.add_argument("--ref-pairs", type=int, default=6, help="pairs per PIL reference run")
-    ap.add_argument("--model-pairs", type=int, default=0, help="pairs per model batch (default 2 CPU, 128 CUDA)")
+    ap.add_argument("--model-pairs", type=int, default=0, help="pairs per model batch (default 32 CPU, 128 CUDA)")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
     width, height = (int(v) for v in args.crop.split("x"))
     n_frames = args.frames or (1024 if cuda else 64)
-    model_pairs = args.model_pairs or (128 if cuda else 2)
+    model_pairs = args.model_pairs or (128 if cuda else 32)
     print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} crop={width}x{height} "
           f"repeats={args.repeats}" + (f" gpu={torch.cuda.get_device_name(dev)}" if cuda else ""))
 
@@ -96,6 +99,8 @@ def main() -> None:
     def run_fast():
         fast(np.asarray(ocr_img)[None], "center")  # OCR image: once per video
         fast(frames, "center", out=out)
+        a, b = out[:-1], out[1:]
+        torch.cat([a, b]), torch.cat([b, a])  # the forward/backward batch build, counted
 
     def run_reference():
         for k in range(args.ref_pairs):
@@ -104,14 +109,17 @@ def main() -> None:
                 reference_transform(f1, "center")
                 reference_transform(f2, "center")
 
-    # Interleaved, so both see the same load on a shared machine.
+    # Interleaved, so both see the same load on a shared machine; one thread each (PIL has one).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     t_fast, t_ref = timed_interleaved([run_fast, run_reference], args.repeats, cuda)
+    torch.set_num_threads(threads)
     fast_pps, ref_pps = (n_frames - 1) / t_fast, args.ref_pairs / t_ref
     print(f"preprocess fast path : {fast_pps:10.1f} pairs/s  ({n_frames} frames per call, "
           f"median {t_fast * 1e3:.1f} ms)")
     print(f"preprocess PIL ref   : {ref_pps:10.1f} pairs/s  (6 transforms per pair, median "
           f"{t_ref / args.ref_pairs * 1e3:.2f} ms per pair)")
-    print(f"preprocess speed-up  : {fast_pps / ref_pps:10.1f} x")
+    print(f"preprocess speed-up  : {fast_pps / ref_pps:10.1f} x  (1 thread each, batch build counted)")
 
     # --- model -------------------------------------------------------------------------------------
     model = randomize_for_tests_(build_model(), seed=0)
@@ -139,6 +147,17 @@ def main() -> None:
     print(f"model unfused (LoRA) : {p_unfused:10.1f} pairs/s  (batch {b} samples"
           + (", fp16 autocast, channels_last)" if cuda else ", fp32)"))
     print(f"model fused          : {p_fused:10.1f} pairs/s  ({p_fused / p_unfused:.2f}x unfused)")
+    if not cuda:
+        cl = fused.to(memory_format=torch.channels_last)
+        xs_cl = [x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in inputs]
+
+        def step_bf16():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                cl(*xs_cl)
+
+        p_bf16 = xs_cl[0].shape[0] / 2 / timed(step_bf16, args.repeats, False)
+        print(f"model fused bf16 cl  : {p_bf16:10.1f} pairs/s  ({p_bf16 / p_fused:.2f}x fused fp32; "
+              f"{torch.get_num_threads()} threads both)")
     if cuda:
         torch.backends.cudnn.benchmark = True
         print(f"model fused fp32     : {model_pps(fused, torch.float32):10.1f} pairs/s")

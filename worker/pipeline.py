@@ -31,7 +31,14 @@ from boundaries.frames.reader import discover_chunks
 from boundaries.limits import check_limits, estimate
 from boundaries.registry.registry import Registry, run_id_for
 from boundaries.results_db import RunMetadata, build_results_db
-from boundaries.shards import InvalidShardOutput, ShardRequest, decode_output, plan_shards, shard_id
+from boundaries.shards import (
+    InvalidShardOutput,
+    ShardRequest,
+    decode_output,
+    plan_shards,
+    shard_id,
+    shard_pairs_from_settings,
+)
 from boundaries.storage.base import ObjectStore
 from config.settings import Settings
 from worker.runners.base import Runner, ShardError
@@ -93,7 +100,7 @@ def shard_requests(deps: Deps, event: JobEvent, prefix: str, layout_key: str, to
             store=deps.store.describe(),
             checkpoint_path=str(s.checkpoint_path) if s.checkpoint_path else None, batch_size=s.batch_size,
         )
-        for a, b in plan_shards(total_frames, s.shard_pairs)
+        for a, b in plan_shards(total_frames, shard_pairs_from_settings(s))
     ]
 
 

@@ -5,7 +5,10 @@
 * :func:`iter_frames` yields consecutive windows of a frame range. It downloads and decodes only
   the chunks of :func:`boundaries.frames.layout.chunks_covering` the range, each chunk once,
   sequentially from its first frame up to the last frame needed (never a seek per frame), in
-  ``max_workers`` threads with a lookahead of ``max_workers`` chunks. A decoded chunk is dropped
+  ``max_workers`` threads (default :func:`default_decode_workers`: one per CPU this process may run
+  on; PyAV releases the GIL while decoding, so threads scale with cores) with a lookahead of
+  ``max_workers`` chunks. ``decode_device="cuda"`` decodes with NVDEC through PyAV's hwaccel where
+  the PyAV build and the machine have it, else (logged once) on the CPU. A decoded chunk is dropped
   once the window passes its last frame, so memory is bounded by roughly
   ``window + (3 + max_workers) * 32`` frames whatever the range length.
 * Absent chunks and chunks shorter than their frames require raise ``MissingFramesError`` with
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +42,36 @@ from boundaries.storage.base import ObjectStore
 log = structlog.get_logger(__name__)
 
 _REL_KEY_RE = re.compile(r"^modulo_(16|4|1)/chunk_(\d+)\.webm$")
+
+
+def default_decode_workers() -> int:
+    """Decode threads when none are configured: the CPUs this process may run on
+    (``os.sched_getaffinity``, which honours container CPU sets), else ``os.cpu_count()``, at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_HWACCEL_STATE: dict[str, object] = {}
+
+
+def _hwaccel(device: str):
+    """A PyAV ``HWAccel`` for ``device`` ("cuda"), or None (CPU decode) when this PyAV build or
+    machine has none; the reason is logged once per process."""
+    if device == "cpu":
+        return None
+    if device not in _HWACCEL_STATE:
+        try:
+            from av.codec.hwaccel import HWAccel, hwdevices_available
+
+            if device not in hwdevices_available():
+                raise RuntimeError(f"PyAV hw devices available: {hwdevices_available()}")
+            _HWACCEL_STATE[device] = HWAccel(device_type=device, allow_software_fallback=True)
+        except Exception as e:  # noqa: BLE001 - any failure means: decode on the CPU
+            log.warning("frames.hwaccel_unavailable", device=device, error=str(e)[:300], fallback="cpu")
+            _HWACCEL_STATE[device] = None
+    return _HWACCEL_STATE[device]
 
 
 @dataclass
@@ -105,15 +139,32 @@ def discover_chunks(store: ObjectStore, prefix: str) -> ChunkIndex:
     return ChunkIndex(prefix, keys)
 
 
-def _decode(data: bytes, key: str, ref: ChunkRef, upto: int) -> list[np.ndarray]:
+def _decode(data: bytes, key: str, ref: ChunkRef, upto: int, decode_device: str = "cpu") -> list[np.ndarray]:
     """Decode ``ref`` sequentially from its first frame; stop after frame index ``upto``.
-    Returns RGB frames in decode order. Raises CorruptChunkError naming ``key``."""
+    Returns RGB frames in decode order. Raises CorruptChunkError naming ``key``.
+
+    With ``decode_device="cuda"`` a hardware decode that fails where the CPU decoder succeeds turns
+    the hardware decoder off for this process (logged) and the CPU result is returned."""
     import av
 
+    hw = _hwaccel(decode_device)
+    if hw is not None:
+        try:
+            return _decode_with(av, data, key, ref, upto, hw)
+        except CorruptChunkError as hw_error:
+            frames = _decode_with(av, data, key, ref, upto, None)  # raises if the chunk itself is bad
+            log.warning("frames.hwaccel_failed", device=decode_device, error=str(hw_error.__cause__)[:300],
+                        fallback="cpu")
+            _HWACCEL_STATE[decode_device] = None
+            return frames
+    return _decode_with(av, data, key, ref, upto, None)
+
+
+def _decode_with(av, data: bytes, key: str, ref: ChunkRef, upto: int, hw) -> list[np.ndarray]:
     r0 = rank_in_level(ref.start)
     out: list[np.ndarray] = []
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(io.BytesIO(data), mode="r", **({"hwaccel": hw} if hw is not None else {})) as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1
             for frame in container.decode(stream):
@@ -128,13 +179,14 @@ def _decode(data: bytes, key: str, ref: ChunkRef, upto: int) -> list[np.ndarray]
     return out
 
 
-def _load(store: ObjectStore, key: str, ref: ChunkRef, first: int, last: int) -> tuple[np.ndarray, list]:
+def _load(store: ObjectStore, key: str, ref: ChunkRef, first: int, last: int,
+          decode_device: str = "cpu") -> tuple[np.ndarray, list]:
     """(indices in [first, last] decoded from ``ref``, their frames). Missing data -> fewer frames."""
     try:
         data = store.get_bytes(key)
     except ObjectNotFound:
         return np.empty(0, np.int64), []
-    frames = _decode(data, key, ref, last)
+    frames = _decode(data, key, ref, last, decode_device)
     r0 = rank_in_level(ref.start)
     idx = np.array([frame_at_rank(ref.level, r0 + k) for k in range(len(frames))], np.int64)
     keep = (idx >= first) & (idx <= last)
@@ -154,10 +206,19 @@ def _wanted(ref: ChunkRef, first: int, last: int) -> list[int]:
 
 
 def iter_frames(store: ObjectStore, prefix: str, first: int, last: int, *, window: int = 256,
-                index: ChunkIndex | None = None, max_workers: int = 4) -> Iterator[FrameBatch]:
+                index: ChunkIndex | None = None, max_workers: int | None = None,
+                decode_device: str = "cpu", overlap: int = 0) -> Iterator[FrameBatch]:
     """Consecutive batches of at most ``window`` frames covering ``[first, last]`` (inclusive), in
-    order. Raises MissingFramesError (before decoding when chunks are absent from the listing),
-    CorruptChunkError, ValueError for a bad range."""
+    order. ``max_workers``: decode threads (None: :func:`default_decode_workers`); ``decode_device``:
+    ``cpu`` or ``cuda`` (NVDEC when available, else CPU); ``overlap``: each batch after the first also
+    starts with the previous batch's last ``overlap`` frames (a pair predictor needs 1: the pair across
+    the seam), assembled in place instead of concatenated by the caller. Raises MissingFramesError (before decoding
+    when chunks are absent from the listing), CorruptChunkError, ValueError for a bad range or device."""
+    if not 0 <= overlap < window:
+        raise ValueError(f"need 0 <= overlap < window, got overlap={overlap} window={window}")
+    if decode_device not in ("cpu", "cuda"):
+        raise ValueError(f"decode_device must be 'cpu' or 'cuda', got {decode_device!r}")
+    max_workers = default_decode_workers() if max_workers is None else max_workers
     if first < 0 or last < first or window < 1:
         raise ValueError(f"need 0 <= first <= last and window >= 1, got first={first} last={last} "
                          f"window={window}")
@@ -179,7 +240,7 @@ def iter_frames(store: ObjectStore, prefix: str, first: int, last: int, *, windo
             b = min(a + window - 1, last)
             while nxt < len(refs) and (wanted[refs[nxt]][0] <= b or len(pending) < lookahead):
                 r = refs[nxt]
-                pending[r] = pool.submit(_load, store, index.keys[r], r, first, last)
+                pending[r] = pool.submit(_load, store, index.keys[r], r, first, last, decode_device)
                 nxt += 1
             short: dict[str, list[int]] = {}
             for r in [r for r in pending if wanted[r][0] <= b]:
@@ -192,17 +253,18 @@ def iter_frames(store: ObjectStore, prefix: str, first: int, last: int, *, windo
                 raise MissingFramesError(
                     f"{len(lost)} frames missing from short chunks {sorted(short)}: {_summary(lost)}; "
                     "re-crop this video version", missing=lost)
-            yield _assemble(cache, a, b)
+            yield _assemble(cache, max(first, a - overlap), b)
+            keep_from = b - overlap  # frames <= keep_from are never needed again
             for r in list(cache):  # drop what was yielded: whole chunks, or their consumed frames
                 idx, frames = cache[r]
-                keep = idx > b
-                if wanted[r][-1] <= b:
+                keep = idx > keep_from
+                if wanted[r][-1] <= keep_from:
                     del cache[r]
                 elif not keep.all():
                     cache[r] = (idx[keep], [f for f, k in zip(frames, keep, strict=True) if k])
             while nxt < len(refs) and len(pending) < lookahead:  # prefetch while the caller works
                 r = refs[nxt]
-                pending[r] = pool.submit(_load, store, index.keys[r], r, first, last)
+                pending[r] = pool.submit(_load, store, index.keys[r], r, first, last, decode_device)
                 nxt += 1
     finally:
         for f in pending.values():
@@ -223,7 +285,7 @@ def _assemble(cache: dict[ChunkRef, tuple[np.ndarray, list]], a: int, b: int) ->
 
 
 def read_frames(store: ObjectStore, prefix: str, first: int, last: int, *, index: ChunkIndex | None = None,
-                max_workers: int = 4) -> FrameBatch:
+                max_workers: int | None = None) -> FrameBatch:
     """Frames ``[first, last]`` (inclusive) as one batch: int64 ``(N,)`` indices, uint8
     ``(N, H, W, 3)`` RGB. Same errors as :func:`iter_frames`."""
     (batch,) = list(iter_frames(store, prefix, first, last, window=last - first + 1, index=index,

@@ -82,6 +82,21 @@ def test_cls_options_come_from_settings():
     assert opts["retries"].max_retries == 4
 
 
+def test_warm_pool_snapshot_and_container_settings_are_exposed():
+    from modal_gpu.app import cls_options, container_env
+
+    s = Settings(modal_min_containers=2, modal_memory_snapshot=True, modal_scaledown_window_s=600,
+                 model_precision="bf16", model_cuda_graphs=True, decode_workers=12, cuda_batch_size=256)
+    opts = cls_options(s)
+    assert (opts["min_containers"], opts["enable_memory_snapshot"], opts["scaledown_window"]) == (2, True, 600)
+    env = container_env(s)
+    assert env["BOUNDARIES_MODEL_PRECISION"] == "bf16" and env["BOUNDARIES_DECODE_WORKERS"] == "12"
+    assert env["BOUNDARIES_MODEL_CUDA_GRAPHS"] == "True" and env["BOUNDARIES_CUDA_BATCH_SIZE"] == "256"
+    # what the container's own Settings() reads back from those variables
+    assert Settings(**{k.removeprefix("BOUNDARIES_").lower(): v for k, v in env.items()}).model_cuda_graphs is True
+    assert "BOUNDARIES_DECODE_WORKERS" not in container_env(Settings())  # None: the container's CPU count
+
+
 def test_image_pins_match_pyproject():
     from modal_gpu.app import IMAGE_PACKAGES, LOCAL_PACKAGES
 

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from boundaries.errors import CheckpointError, LayoutError  # noqa: E402
 from boundaries.layout_config import LayoutConfig  # noqa: E402
 from modal_gpu.checkpoint import save_checkpoint  # noqa: E402
+from modal_gpu.inference_options import InferenceOptions  # noqa: E402
 from modal_gpu.model import build_model, randomize_for_tests_  # noqa: E402
 from modal_gpu.model_predictor import ModelPredictor  # noqa: E402
 from modal_gpu.predictor import load_predictor  # noqa: E402
@@ -71,7 +72,8 @@ def test_predict_matches_reference_both_directions(checkpoint, frames_and_layout
     # second step reuses the last preprocessed frame of the first)
     path, model, version, sha = checkpoint
     frames, layout = frames_and_layout
-    predictor = ModelPredictor.from_checkpoint(path, device="cpu", batch_size=4, fuse=fuse)
+    predictor = ModelPredictor.from_checkpoint(path, device="cpu", batch_size=4, fuse=fuse,
+                                               options=InferenceOptions(precision="fp32"))
     # When it predicts
     fwd, bwd = predictor.predict(frames, layout)
     # Then the contract holds and the numbers are the straightforward reference's

@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boundaries.frames.layout import all_chunks, chunk_frames, chunks_covering
-from boundaries.shards import InvalidShardOutput, decode_output, encode_output, plan_shards, shard_id
+from boundaries.shards import (
+    InvalidShardOutput,
+    decode_output,
+    encode_output,
+    plan_shards,
+    shard_id,
+    shard_pairs_from_settings,
+    sized_shard_pairs,
+)
+from config.settings import Settings
 
 frames_st = st.integers(min_value=2, max_value=250_000)
 shard_pairs_st = st.integers(min_value=1, max_value=50_000)
@@ -96,3 +105,16 @@ def test_output_round_trip_and_validation(first, n, seed):
     with pytest.raises(InvalidShardOutput, match="backward"):
         decode_output(encode_output(first, first + n, "mv_1", fwd, bwd[:-1] if n > 1 else bwd * np.nan, ms),
                       first, first + n, "mv_1")
+
+
+def test_shards_are_sized_from_measured_throughput_and_target_seconds():
+    # 3000 pairs/s x 60 s = 180,000 pairs: one cold start per minute of GPU work, whole 256-frame windows
+    assert sized_shard_pairs(3000.0, 60.0, 1000) == 180_000 - 180_000 % 256
+    assert sized_shard_pairs(20.0, 60.0, 1000) == 1200 - 1200 % 256  # a slow CPU container: smaller shards
+    assert sized_shard_pairs(1.0, 1.0, 1000) == 256  # clamped to one decode window
+    assert sized_shard_pairs(None, 60.0, 1000) == 1000  # nothing measured: the fixed shard_pairs
+    with pytest.raises(ValueError, match="pairs_per_s"):
+        sized_shard_pairs(0.0, 60.0, 1000)
+    s = Settings(shard_pairs_per_s=500.0, shard_target_s=30.0)
+    assert shard_pairs_from_settings(s) == 15_000 - 15_000 % 256
+    assert shard_pairs_from_settings(Settings(shard_pairs=777)) == 777
