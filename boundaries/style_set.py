@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import csv
 import functools
-from fractions import Fraction
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np

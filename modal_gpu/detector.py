@@ -6,8 +6,9 @@ one frame with the previous window (modal_gpu/shard.py); nothing is carried betw
 
 What it does (features in :mod:`modal_gpu.detector_features`):
 
-1. **Stroke mask**: white top-hat of ``min(R, G, B)`` (neutral/white caption strokes stay bright,
-   saturated backgrounds darken) with a square wider than a stroke (``~h/12``), above ``contrast``;
+1. **Stroke mask**: white top-hat of ``max(R, G, B)`` (a light stroke of any colour is bright in it:
+   white, yellow, cyan, green, magenta; issue 15 — ``min(R, G, B)``, classical-v2, lost coloured text)
+   with a square wider than a stroke (``~h/12``), above ``contrast``;
    horizontal runs longer than ``4k`` removed (edges, letterbox lines); only pixels on a vertical
    run of >= 6 px of the dilated mask kept (glyphs have height, dashes and thin lines do not).
    Bands are box-downsampled first by ``max(h // 64, ceil(w / 960))`` when that is > 1.
@@ -70,6 +71,9 @@ class DetectorParams:
     """Top-hat threshold, grey levels (0-255)."""
     diff_level: int = 40
     """Largest grey-level difference of a stroke pixel that still agrees (0-255)."""
+    channel: str = "max"
+    """Grey image the strokes are found in: ``max`` of R, G, B (classical-v3: light strokes of any
+    colour) or ``min`` (classical-v2: neutral strokes only; misses yellow, cyan, green text)."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -141,7 +145,7 @@ class ClassicalDetector:
         """
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
             raise PermanentError(f"frames must be uint8 (N>=2, H, W, 3), got {frames.dtype} {frames.shape}")
-        return window_features(frames, self.params.contrast, self.params.diff_level)
+        return window_features(frames, self.params.contrast, self.params.diff_level, self.params.channel)
 
     @staticmethod
     def probabilities_from_scores(scores: tuple[np.ndarray, np.ndarray],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from boundaries.style_set import FONTS, build_clip, plan_clips, write_manifest  
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("/tmp/boundaries-style-set"))
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "boundaries-style-set")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "real")
     ap.add_argument("--clips-per-source", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=20)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import eval_real  # noqa: E402
+
 from boundaries.evaluation import format_table, score  # noqa: E402
 from boundaries.labels import LABELS  # noqa: E402
 from modal_gpu.detector import ClassicalDetector, DetectorParams  # noqa: E402
@@ -96,14 +97,16 @@ def scored(v: dict, params: DetectorParams, check: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", type=Path, default=Path("/tmp/boundaries-style-set"))
+    ap.add_argument("--set", type=Path, default=Path(tempfile.gettempdir()) / "boundaries-style-set")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "boundaries-style-cache")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--no-check", action="store_true", help="skip the predict_range cross-check")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a DetectorParams field for this run (repeatable)")
     args = ap.parse_args(argv)
 
     metas = {m["name"]: m for m in json.loads((args.set / "manifest.json").read_text())}
-    det = ClassicalDetector()
+    det = ClassicalDetector(eval_real.set_base(args.param))
     videos = []
     for e in eval_real.load_manifest(args.set / "manifest.toml"):
         store, prefix, layout, total = eval_real.production_store(e, args.set, args.cache_dir)

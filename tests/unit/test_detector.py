@@ -172,3 +172,19 @@ def test_thin_letterbox_dashes_are_not_a_caption():
             band[y, x0:x0 + int(rng.integers(8, 30))] = 200
     frames = np.stack([np.clip(band + rng.integers(0, 6, band.shape), 0, 255).astype(np.uint8) for _ in range(8)])
     assert labels(frames) == ["empty_empty"] * 7
+
+
+@pytest.mark.parametrize("colour", [(255, 230, 40), (60, 235, 255), (70, 240, 90)], ids=["yellow", "cyan", "green"])
+def test_coloured_caption_without_outline_is_found(colour):
+    """Yellow, cyan and green strokes (no outline, no box) over a dark moving ground: the stroke
+    mask uses max(R, G, B), so a light stroke of any colour counts (min(R, G, B) lost them)."""
+    mask = caption_mask(3)
+    frames = []
+    for i in range(30):
+        f = (background(5, shift=4 * i) // 3).astype(np.uint8)
+        if 10 <= i < 20:
+            f[mask] = colour
+        frames.append(f)
+    got = labels(np.stack(frames))
+    assert got[9] == "empty_valid" and got[19] == "valid_empty", got
+    assert got[10:19] == ["same"] * 9 and got[:9] == ["empty_empty"] * 9, got
