@@ -125,7 +125,7 @@ def cmd_eval(args) -> int:
     from worker.evaluate import evaluate
 
     result = evaluate(Path(args.video), Path(args.labels), args.crop, args.anchor, checkpoint=args.checkpoint,
-                      labels_video=args.labels_video)
+                      labels_video=args.labels_video, report_dir=args.report)
     if args.json:
         print(json.dumps(result, default=str))
     else:
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--anchor", choices=("left", "center", "right"), default="center")
     e.add_argument("--checkpoint", type=existing_file)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--report", type=Path, metavar="DIR",
+                   help="write timeline.png and a picture per miss / false alarm here")
     e.set_defaults(func=cmd_eval)
 
     from worker import cli_ops
