@@ -12,6 +12,9 @@ What it does (features in :mod:`modal_gpu.detector_features`):
    horizontal runs longer than ``4k`` removed (edges, letterbox lines); only pixels on a vertical
    run of >= 6 px of the dilated mask kept (glyphs have height, dashes and thin lines do not).
    Bands are box-downsampled first by ``max(h // 64, ceil(w / 960))`` when that is > 1.
+   **Static background** (issue 15): in a window of >= ``bg_min_frames`` frames, stroke pixels present
+   in >= ``bg_share`` of its frames (and their 3x3 neighbours) are dropped: a static texture or
+   drawing agrees with itself exactly like a caption, but it stays through the caption changes.
 2. **Agreement** a->b: stroke pixels of a that are strokes in b (3x3) with nearly the same grey level.
    A burned-in caption is static, so it agrees with itself over any moving background.
 3. **Presence** of frame i: strokes agreeing over 3 frames (i..i+2, i-1..i+1 or i-2..i), / h^2,
@@ -28,13 +31,14 @@ What it does (features in :mod:`modal_gpu.detector_features`):
    it needs strong evidence (hysteresis without a fixed minimum duration).
    Backward rows swap ``empty_valid`` and ``valid_empty`` (COMPAT.md §4).
 
-Where it fails: static bright textures in the band (drawn lines in a still anime shot, signs,
-snow, scrolling credits) look like a caption: they persist exactly like one, and only their
-stroke count separates them from a short caption (rapidvideocr_2 in eval/manifest.toml: its empty
-frames score like vsr_test2's two-word caption). Captions not brighter than their surroundings
-(dark or coloured text without a light fill) are missed. A caption replaced by one that keeps most
-strokes (a line appended) reads as ``same``. Captions shorter than 3 frames (0.3 s) are not seen
-inside a window. Fades spread an event over frames. The OCR prior image in ``layout`` is not used.
+Where it fails: a caption shown for >= ``bg_share`` of a window counts as background and is lost
+(in production a 256-frame window needs a 20-s caption; the last window of a video can be as short
+as ``bg_min_frames`` frames, where a 2-s caption is enough). Static textures shown for less than
+that share of a window (a still shot of a few seconds) still look like a caption. Captions not
+lighter than their surroundings (dark text, light text without outline over a light ground) are
+missed. A caption replaced by one that keeps most strokes (a line appended) reads as ``same``.
+Captions shorter than 3 frames (0.3 s) are not seen inside a window. Fades spread an event over
+frames. The OCR prior image in ``layout`` is not used.
 """
 
 from __future__ import annotations
@@ -74,6 +78,13 @@ class DetectorParams:
     channel: str = "max"
     """Grey image the strokes are found in: ``max`` of R, G, B (classical-v3: light strokes of any
     colour) or ``min`` (classical-v2: neutral strokes only; misses yellow, cyan, green text)."""
+    bg_share: float = 0.8
+    """Static background: stroke pixels present in at least this share of a window's frames are
+    dropped from the stroke mask (static textures, drawn lines of a still shot, logos); 0 disables.
+    Chosen by hand (a caption lasts far less than 4/5 of a 256-frame window)."""
+    bg_min_frames: int = 24
+    """Windows shorter than this (frames) keep their whole mask (too short to tell a caption from
+    a static background)."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -145,7 +156,8 @@ class ClassicalDetector:
         """
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
             raise PermanentError(f"frames must be uint8 (N>=2, H, W, 3), got {frames.dtype} {frames.shape}")
-        return window_features(frames, self.params.contrast, self.params.diff_level, self.params.channel)
+        p = self.params
+        return window_features(frames, p.contrast, p.diff_level, p.channel, p.bg_share, p.bg_min_frames)
 
     @staticmethod
     def probabilities_from_scores(scores: tuple[np.ndarray, np.ndarray],

@@ -113,8 +113,12 @@ def text_mask(w: np.ndarray, contrast: int) -> np.ndarray:
 
 
 def window_features(frames: np.ndarray, contrast: int, diff_level: int,
-                    channel: str = "max") -> tuple[np.ndarray, np.ndarray]:
+                    channel: str = "max", bg_share: float = 0.0,
+                    bg_min_frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
     """``(presence (N,) float64, lost (N-1, 2) float64 in [0, 1] or NaN)`` for uint8 ``(N >= 2, H, W, 3)``.
+
+    With ``bg_share > 0`` and N >= ``bg_min_frames``, stroke pixels in >= ``bg_share * N`` frames'
+    masks (3x3-dilated) are removed from every frame's mask first (static background).
 
     ``agree(a -> b)`` = stroke pixels of a that are strokes in b too (3x3 neighbourhood) with grey
     level within ``diff_level``: a static caption agrees with itself over any background, moving
@@ -136,8 +140,11 @@ def window_features(frames: np.ndarray, contrast: int, diff_level: int,
     w = grey(frames, channel)
     h = w.shape[1]
     m = text_mask(w, contrast)
-    md = dilate3(m)
     n = len(w)
+    if bg_share > 0 and n >= bg_min_frames:
+        bg = np.count_nonzero(m, axis=0) >= bg_share * n
+        m &= ~dilate3(bg[None])[0]
+    md = dilate3(m)
     wi = w.astype(np.int16)
     close1 = np.abs(wi[1:] - wi[:-1]) <= diff_level  # (N-1, h, w): pixels k and k+1 alike
     fwd1 = m[:-1] & md[1:] & close1  # agree(k -> k+1), index k
