@@ -131,3 +131,21 @@ def write_report(out_dir: Path, pred: Sequence[str], truth: Sequence[str] | None
         context_image(frames, k, pred, truth, kind).save(p)
         paths.append(p)
     return paths
+
+
+def write_run_timeline(results_db: bytes, out_dir: Path) -> Path:
+    """``timeline.png`` of a run without labels: the forward labels of a results database
+    (COMPAT.md §5, :func:`boundaries.results_db.read_results_db`), written into ``out_dir``.
+
+    Raises:
+        ValueError: the database's pairs are not frame1_index 0..P-1 without gaps.
+    """
+    from boundaries.results_db import read_results_db
+
+    res = read_results_db(results_db)
+    idx = res["frame1_index"]
+    if not np.array_equal(idx, np.arange(len(idx))):
+        raise ValueError("results database: frame1_index must be 0..P-1 without gaps")
+    meta = res["meta"]
+    title = f"run {meta['run_id']} ({meta['model_version']}): {len(idx)} pairs, predicted labels only"
+    return write_report(out_dir, res["forward_labels"], None, title=title)[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boundaries.eval_report import MARK, event_outcomes, timeline_image, write_report
+from boundaries.eval_report import COLOURS, MARK, event_outcomes, timeline_image, write_report
 
 TRUTH = ["empty_empty"] * 5 + ["empty_valid"] + ["same"] * 10 + ["valid_empty"] + ["empty_empty"] * 10 + \
     ["empty_valid"] + ["same"] * 3
@@ -50,3 +50,20 @@ def test_bad_label_is_named(tmp_path):
         write_report(tmp_path, ["same", "blank"], None)
     with pytest.raises(ValueError, match="truth has 1 pairs but pred has 2"):
         timeline_image(["same", "same"], ["same"])
+
+
+def test_run_timeline_from_a_results_database(tmp_path):
+    from boundaries.eval_report import write_run_timeline
+    from boundaries.labels import LABELS
+    from boundaries.results_db import RunMetadata, build_results_db
+
+    fwd = np.zeros((len(PRED), 5), np.float32)
+    fwd[np.arange(len(PRED)), [LABELS.index(x) for x in PRED]] = 1.0
+    meta = RunMetadata("r1", 1, "classical-v3", None, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", len(PRED), 1.0)
+    db = build_results_db(meta, np.arange(len(PRED), dtype=np.int64), fwd, fwd, np.zeros(len(PRED)))
+
+    png = write_run_timeline(db, tmp_path / "run")
+    im = np.asarray(Image.open(png).convert("RGB"))[36:]  # below the title and legend
+    assert png.name == "timeline.png"
+    assert (im == COLOURS["different"]).all(axis=2).any()  # the predicted "different" at pair 22
+    assert not (im == MARK["miss"]).all(axis=2).any()  # no labels: no hit/miss strip
