@@ -219,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         c = r["calibration"]
         print(f"{r['name']}: tuned on the others -> {r['params']}; mean confidence {c['mean_confidence']:.3f}"
               f" vs accuracy {c['accuracy']:.3f}, ECE {c['ece']:.3f}")
+    shipped = [score(predict_labels(v["scores"], det.params), v["truth"]) for v in videos]
+    print("shipped parameters (as `boundaries eval` runs): " + ", ".join(
+        f"{v['entry'].name} event F1 ±1 {r['event_f1_tol1']:.3f} macro-F1 {r['macro_f1']:.3f}"
+        for v, r in zip(videos, shipped, strict=True)))
     every = tune(videos)
     print(f"tuned on all videos (DetectorParams defaults should be these): presence_scale="
           f"{every.presence_scale}, presence_log10={every.presence_log10}, "
