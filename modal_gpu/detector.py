@@ -78,6 +78,11 @@ class DetectorParams:
     channel: str = "max"
     """Grey image the strokes are found in: ``max`` of R, G, B (classical-v3: light strokes of any
     colour) or ``min`` (classical-v2: neutral strokes only; misses yellow, cyan, green text)."""
+    reveal: float = 1.0
+    """Weight of "a caption's start / end may hide / reveal background strokes" (issue 15): at 1 the
+    other frame's losses say nothing about ``empty_valid`` / ``valid_empty`` (a box or outline
+    hides the background under it, so the empty frame next to it seems to lose or gain strokes);
+    at 0 (classical-v2) an empty frame must keep all its stable strokes."""
     bg_share: float = 0.8
     """Static background: stroke pixels present in at least this share of a window's frames are
     dropped from the stroke mask (static textures, drawn lines of a still shot, logos); 0 disables.
@@ -98,7 +103,8 @@ def _pair_posteriors(pp: np.ndarray, pl: np.ndarray, params: DetectorParams) -> 
     Pair evidence ``pl`` (N-1, 2): probability that the first / second frame's stable strokes are
     lost in the other frame (0.5 = no evidence). Pair factors, switch prior ``qs``, change ``qc``:
     same ``(1-qs)(1-qc)(1-la)(1-lb)``, different ``(1-qs) qc la lb``, empty_empty ``(1-qs)/4``
-    (losses say nothing about clutter), empty_valid ``qs (1-la) lb``, valid_empty ``qs la (1-lb)``.
+    (losses say nothing about clutter), empty_valid ``qs ((1-r)(1-la) + r/2) lb``, valid_empty
+    ``qs la ((1-r)(1-lb) + r/2)`` with ``r = params.reveal``.
     Forward-backward (scaled) gives exact marginals of the five pair classes given the window.
     """
     eps = 1e-6
@@ -110,8 +116,9 @@ def _pair_posteriors(pp: np.ndarray, pl: np.ndarray, params: DetectorParams) -> 
     f_same = (1 - qs) * (1 - qc) * (1 - la) * (1 - lb)
     f_diff = (1 - qs) * qc * la * lb
     f_ee = np.full(len(la), (1 - qs) / 4)
-    f_ev = qs * (1 - la) * lb
-    f_ve = qs * la * (1 - lb)
+    r = params.reveal
+    f_ev = qs * ((1 - r) * (1 - la) + r * 0.5) * lb
+    f_ve = qs * la * ((1 - r) * (1 - lb) + r * 0.5)
     f11 = f_same + f_diff
     n = len(e1)
     a0, a1, b0, b1 = [0.0] * n, [0.0] * n, [1.0] * n, [1.0] * n
