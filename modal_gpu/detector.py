@@ -57,8 +57,9 @@ from modal_gpu.detector_features import window_features
 @dataclass(frozen=True)
 class DetectorParams:
     """Thresholds and priors. ``presence_*`` and ``change_threshold`` defaults: the grid point of
-    scripts/eval_real.py tuned on all of eval/manifest.toml (its table reports leave-one-video-out
-    figures, each video scored with thresholds tuned on the others); the rest fixed by hand."""
+    scripts/eval_real.py tuned on all of eval/manifest.toml for classical-v2 (issue 8), kept for
+    classical-v3 (they score every manifest clip 1.000; never tuned on the issue-15 style set);
+    the rest fixed by hand (README "Caption style set" has the figures)."""
 
     presence_log10: float = -1.0
     """log10 of the 3-frame-stable stroke-pixel count / h^2 at which presence evidence is even."""
