@@ -91,9 +91,13 @@ def grey(frames: np.ndarray, channel: str = "max") -> np.ndarray:
     op = np.maximum if channel == "max" else np.minimum
     w = op(op(frames[..., 0], frames[..., 1]), frames[..., 2])
     f = max(1, w.shape[1] // WORK_HEIGHT, -(-w.shape[2] // MAX_WORK_WIDTH))
-    if f > 1:
-        w = w[:, : w.shape[1] // f * f, : w.shape[2] // f * f]
-        w = w.reshape(w.shape[0], w.shape[1] // f, f, w.shape[2] // f, f).mean(axis=(2, 4)).astype(np.uint8)
+    if f > 1:  # box mean, floored: integer sums of the f x f phases (exactly mean().astype(uint8))
+        hh, ww = w.shape[1] // f * f, w.shape[2] // f * f
+        acc = np.zeros((w.shape[0], hh // f, ww // f), np.uint32 if f > 16 else np.uint16)
+        for dy in range(f):
+            for dx in range(f):
+                acc += w[:, dy:hh:f, dx:ww:f]
+        w = (acc // (f * f)).astype(np.uint8)
     return w
 
 
