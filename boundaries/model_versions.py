@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from config.settings import Settings
 
-CLASSICAL_MODEL_VERSION = "classical-v2"
+CLASSICAL_MODEL_VERSION = "classical-v3"
 """model_version of the built-in classical detector (modal_gpu/detector.py); bump when it changes."""
 
 

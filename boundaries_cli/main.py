@@ -55,6 +55,11 @@ def cmd_run(args) -> int:
     console.print(f"model version:    {report.model_version}")
     console.print(f"pairs:            {report.pairs} (frames {report.total_frames})")
     console.print(f"wall time:        {report.wall_s:.1f} s")
+    if args.report and report.results_location and Path(report.results_location).is_file():
+        from boundaries.eval_report import write_run_timeline
+
+        png = write_run_timeline(Path(report.results_location).read_bytes(), args.report)
+        console.print(f"timeline:         {png}")
     return 0
 
 
@@ -79,7 +84,7 @@ def cmd_eval(args) -> int:
     from worker.evaluate import evaluate
 
     result = evaluate(Path(args.video), Path(args.labels), args.crop, args.anchor, checkpoint=args.checkpoint,
-                      labels_video=args.labels_video)
+                      labels_video=args.labels_video, report_dir=args.report)
     if args.json:
         print(json.dumps(result, default=str))
     else:
@@ -100,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a user's channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
     r.add_argument("--shard-pairs", type=int, help="pairs per shard")
     r.add_argument("--workers", type=int, help="local runner processes")
+    r.add_argument("--report", type=Path, metavar="DIR", help="write the predicted timeline.png here")
     r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("migrate", help="apply registry migrations (BOUNDARIES_DATABASE_URL, BOUNDARIES_DB_SCHEMA)")
@@ -117,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--anchor", choices=("left", "center", "right"), default="center")
     e.add_argument("--checkpoint", type=existing_file)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--report", type=Path, metavar="DIR",
+                   help="write timeline.png and a picture per miss / false alarm here")
     e.set_defaults(func=cmd_eval)
 
     from boundaries_cli import ops

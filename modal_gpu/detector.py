@@ -6,11 +6,15 @@ one frame with the previous window (modal_gpu/shard.py); nothing is carried betw
 
 What it does (features in :mod:`modal_gpu.detector_features`):
 
-1. **Stroke mask**: white top-hat of ``min(R, G, B)`` (neutral/white caption strokes stay bright,
-   saturated backgrounds darken) with a square wider than a stroke (``~h/12``), above ``contrast``;
+1. **Stroke mask**: white top-hat of ``max(R, G, B)`` (a light stroke of any colour is bright in it:
+   white, yellow, cyan, green, magenta; issue 15 — ``min(R, G, B)``, classical-v2, lost coloured text)
+   with a square wider than a stroke (``~h/12``), above ``contrast``;
    horizontal runs longer than ``4k`` removed (edges, letterbox lines); only pixels on a vertical
    run of >= 6 px of the dilated mask kept (glyphs have height, dashes and thin lines do not).
    Bands are box-downsampled first by ``max(h // 64, ceil(w / 960))`` when that is > 1.
+   **Static background** (issue 15): in a window of >= ``bg_min_frames`` frames, stroke pixels present
+   in >= ``bg_share`` of its frames (and their 3x3 neighbours) are dropped: a static texture or
+   drawing agrees with itself exactly like a caption, but it stays through the caption changes.
 2. **Agreement** a->b: stroke pixels of a that are strokes in b (3x3) with nearly the same grey level.
    A burned-in caption is static, so it agrees with itself over any moving background.
 3. **Presence** of frame i: strokes agreeing over 3 frames (i..i+2, i-1..i+1 or i-2..i), / h^2,
@@ -27,13 +31,14 @@ What it does (features in :mod:`modal_gpu.detector_features`):
    it needs strong evidence (hysteresis without a fixed minimum duration).
    Backward rows swap ``empty_valid`` and ``valid_empty`` (COMPAT.md §4).
 
-Where it fails: static bright textures in the band (drawn lines in a still anime shot, signs,
-snow, scrolling credits) look like a caption: they persist exactly like one, and only their
-stroke count separates them from a short caption (rapidvideocr_2 in eval/manifest.toml: its empty
-frames score like vsr_test2's two-word caption). Captions not brighter than their surroundings
-(dark or coloured text without a light fill) are missed. A caption replaced by one that keeps most
-strokes (a line appended) reads as ``same``. Captions shorter than 3 frames (0.3 s) are not seen
-inside a window. Fades spread an event over frames. The OCR prior image in ``layout`` is not used.
+Where it fails: a caption shown for >= ``bg_share`` of a window counts as background and is lost
+(in production a 256-frame window needs a 20-s caption; the last window of a video can be as short
+as ``bg_min_frames`` frames, where a 2-s caption is enough). Static textures shown for less than
+that share of a window (a still shot of a few seconds) still look like a caption. Captions not
+lighter than their surroundings (dark text, light text without outline over a light ground) are
+missed. A caption replaced by one that keeps most strokes (a line appended) reads as ``same``.
+Captions shorter than 3 frames (0.3 s) are not seen inside a window. Fades spread an event over
+frames. The OCR prior image in ``layout`` is not used.
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ from modal_gpu.detector_features import window_features
 @dataclass(frozen=True)
 class DetectorParams:
     """Thresholds and priors. ``presence_*`` and ``change_threshold`` defaults: the grid point of
-    scripts/eval_real.py tuned on all of eval/manifest.toml (its table reports leave-one-video-out
-    figures, each video scored with thresholds tuned on the others); the rest fixed by hand."""
+    scripts/eval_real.py tuned on all of eval/manifest.toml for classical-v2 (issue 8), kept for
+    classical-v3 (they score every manifest clip 1.000; never tuned on the issue-15 style set);
+    the rest fixed by hand (README "Caption style set" has the figures)."""
 
     presence_log10: float = -1.0
     """log10 of the 3-frame-stable stroke-pixel count / h^2 at which presence evidence is even."""
@@ -70,6 +76,21 @@ class DetectorParams:
     """Top-hat threshold, grey levels (0-255)."""
     diff_level: int = 40
     """Largest grey-level difference of a stroke pixel that still agrees (0-255)."""
+    channel: str = "max"
+    """Grey image the strokes are found in: ``max`` of R, G, B (classical-v3: light strokes of any
+    colour) or ``min`` (classical-v2: neutral strokes only; misses yellow, cyan, green text)."""
+    reveal: float = 1.0
+    """Weight of "a caption's start / end may hide / reveal background strokes" (issue 15): at 1 the
+    other frame's losses say nothing about ``empty_valid`` / ``valid_empty`` (a box or outline
+    hides the background under it, so the empty frame next to it seems to lose or gain strokes);
+    at 0 (classical-v2) an empty frame must keep all its stable strokes."""
+    bg_share: float = 0.8
+    """Static background: stroke pixels present in at least this share of a window's frames are
+    dropped from the stroke mask (static textures, drawn lines of a still shot, logos); 0 disables.
+    Chosen by hand (a caption lasts far less than 4/5 of a 256-frame window)."""
+    bg_min_frames: int = 24
+    """Windows shorter than this (frames) keep their whole mask (too short to tell a caption from
+    a static background)."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -83,7 +104,8 @@ def _pair_posteriors(pp: np.ndarray, pl: np.ndarray, params: DetectorParams) -> 
     Pair evidence ``pl`` (N-1, 2): probability that the first / second frame's stable strokes are
     lost in the other frame (0.5 = no evidence). Pair factors, switch prior ``qs``, change ``qc``:
     same ``(1-qs)(1-qc)(1-la)(1-lb)``, different ``(1-qs) qc la lb``, empty_empty ``(1-qs)/4``
-    (losses say nothing about clutter), empty_valid ``qs (1-la) lb``, valid_empty ``qs la (1-lb)``.
+    (losses say nothing about clutter), empty_valid ``qs ((1-r)(1-la) + r/2) lb``, valid_empty
+    ``qs la ((1-r)(1-lb) + r/2)`` with ``r = params.reveal``.
     Forward-backward (scaled) gives exact marginals of the five pair classes given the window.
     """
     eps = 1e-6
@@ -95,8 +117,9 @@ def _pair_posteriors(pp: np.ndarray, pl: np.ndarray, params: DetectorParams) -> 
     f_same = (1 - qs) * (1 - qc) * (1 - la) * (1 - lb)
     f_diff = (1 - qs) * qc * la * lb
     f_ee = np.full(len(la), (1 - qs) / 4)
-    f_ev = qs * (1 - la) * lb
-    f_ve = qs * la * (1 - lb)
+    r = params.reveal
+    f_ev = qs * ((1 - r) * (1 - la) + r * 0.5) * lb
+    f_ve = qs * la * ((1 - r) * (1 - lb) + r * 0.5)
     f11 = f_same + f_diff
     n = len(e1)
     a0, a1, b0, b1 = [0.0] * n, [0.0] * n, [1.0] * n, [1.0] * n
@@ -141,7 +164,8 @@ class ClassicalDetector:
         """
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
             raise PermanentError(f"frames must be uint8 (N>=2, H, W, 3), got {frames.dtype} {frames.shape}")
-        return window_features(frames, self.params.contrast, self.params.diff_level)
+        p = self.params
+        return window_features(frames, p.contrast, p.diff_level, p.channel, p.bg_share, p.bg_min_frames)
 
     @staticmethod
     def probabilities_from_scores(scores: tuple[np.ndarray, np.ndarray],

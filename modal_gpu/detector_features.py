@@ -2,7 +2,8 @@
 
 All functions take one window of consecutive caption-band frames and never look outside it.
 
-* :func:`text_mask`: white top-hat of ``min(R, G, B)`` -> bool ``(N, h, w)`` "bright thin stroke" mask.
+* :func:`grey`: ``max(R, G, B)`` (colour-agnostic for light strokes), downsampled.
+* :func:`text_mask`: white top-hat of that grey image -> bool ``(N, h, w)`` "bright thin stroke" mask.
 * :func:`window_features`: per-frame presence (log10 of caption-like pixels that persist over 3
   frames, / h^2) and per-pair losses (fraction of each frame's persistent strokes that the other
   frame lacks, both directions).
@@ -76,14 +77,27 @@ def dilate3(m: np.ndarray) -> np.ndarray:
     return e
 
 
-def grey(frames: np.ndarray) -> np.ndarray:
-    """``min(R, G, B)`` as uint8 ``(N, h, w)``, box-downsampled by an integer factor
-    ``max(1, H // WORK_HEIGHT, ceil(W / MAX_WORK_WIDTH))``."""
-    w = np.minimum(np.minimum(frames[..., 0], frames[..., 1]), frames[..., 2])
+def grey(frames: np.ndarray, channel: str = "max") -> np.ndarray:
+    """``max(R, G, B)`` (``channel="max"``: a stroke of any light colour, white, yellow, cyan, green or
+    magenta, is bright in it) or ``min(R, G, B)`` (``"min"``: only neutral strokes stay bright, the
+    issue-8 detector) as uint8 ``(N, h, w)``, box-downsampled by an integer factor
+    ``max(1, H // WORK_HEIGHT, ceil(W / MAX_WORK_WIDTH))``.
+
+    Raises:
+        ValueError: ``channel`` is neither ``max`` nor ``min``.
+    """
+    if channel not in ("max", "min"):
+        raise ValueError(f"channel must be 'max' or 'min', got {channel!r}")
+    op = np.maximum if channel == "max" else np.minimum
+    w = op(op(frames[..., 0], frames[..., 1]), frames[..., 2])
     f = max(1, w.shape[1] // WORK_HEIGHT, -(-w.shape[2] // MAX_WORK_WIDTH))
-    if f > 1:
-        w = w[:, : w.shape[1] // f * f, : w.shape[2] // f * f]
-        w = w.reshape(w.shape[0], w.shape[1] // f, f, w.shape[2] // f, f).mean(axis=(2, 4)).astype(np.uint8)
+    if f > 1:  # box mean, floored: integer sums of the f x f phases (exactly mean().astype(uint8))
+        hh, ww = w.shape[1] // f * f, w.shape[2] // f * f
+        acc = np.zeros((w.shape[0], hh // f, ww // f), np.uint32 if f > 16 else np.uint16)
+        for dy in range(f):
+            for dx in range(f):
+                acc += w[:, dy:hh:f, dx:ww:f]
+        w = (acc // (f * f)).astype(np.uint8)
     return w
 
 
@@ -102,8 +116,13 @@ def text_mask(w: np.ndarray, contrast: int) -> np.ndarray:
     return m & tall.transpose(0, 2, 1)
 
 
-def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple[np.ndarray, np.ndarray]:
+def window_features(frames: np.ndarray, contrast: int, diff_level: int,
+                    channel: str = "max", bg_share: float = 0.0,
+                    bg_min_frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
     """``(presence (N,) float64, lost (N-1, 2) float64 in [0, 1] or NaN)`` for uint8 ``(N >= 2, H, W, 3)``.
+
+    With ``bg_share > 0`` and N >= ``bg_min_frames``, stroke pixels in >= ``bg_share * N`` frames'
+    masks (3x3-dilated) are removed from every frame's mask first (static background).
 
     ``agree(a -> b)`` = stroke pixels of a that are strokes in b too (3x3 neighbourhood) with grey
     level within ``diff_level``: a static caption agrees with itself over any background, moving
@@ -122,11 +141,14 @@ def window_features(frames: np.ndarray, contrast: int, diff_level: int) -> tuple
       one started. A core smaller than CORE_SHARE of its frame's strokes (a caption's first or last
       frame) or than MIN_CORE h^2 pixels (specks of clutter) gives NaN (no evidence).
     """
-    w = grey(frames)
+    w = grey(frames, channel)
     h = w.shape[1]
     m = text_mask(w, contrast)
-    md = dilate3(m)
     n = len(w)
+    if bg_share > 0 and n >= bg_min_frames:
+        bg = np.count_nonzero(m, axis=0) >= bg_share * n
+        m &= ~dilate3(bg[None])[0]
+    md = dilate3(m)
     wi = w.astype(np.int16)
     close1 = np.abs(wi[1:] - wi[:-1]) <= diff_level  # (N-1, h, w): pixels k and k+1 alike
     fwd1 = m[:-1] & md[1:] & close1  # agree(k -> k+1), index k

@@ -25,7 +25,7 @@ import json
 import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +138,7 @@ def grid_values(video: dict) -> np.ndarray:
     vals = np.empty((len(SCALE_GRID), len(PRESENCE_GRID), len(CHANGE_GRID)))
     for (a, sc), (i, dp), (j, dc) in itertools.product(enumerate(SCALE_GRID), enumerate(PRESENCE_GRID),
                                                        enumerate(CHANGE_GRID)):
-        params = DetectorParams(presence_scale=float(sc), presence_log10=float(dp), change_threshold=float(dc))
+        params = replace(BASE, presence_scale=float(sc), presence_log10=float(dp), change_threshold=float(dc))
         r = score(predict_labels(video["scores"], params), video["truth"])
         vals[a, i, j] = r["macro_f1"] + r["event_f1_tol1"]
     return vals
@@ -153,8 +153,24 @@ def tune(videos: list[dict]) -> DetectorParams:
     vals = np.mean([v["grid"] for v in videos], axis=0)
     best = np.argwhere(vals >= vals.max() - 1e-9)
     a, i, j = best[np.argmin(((best - best.mean(axis=0)) ** 2).sum(axis=1))]
-    return DetectorParams(presence_scale=float(SCALE_GRID[a]), presence_log10=float(PRESENCE_GRID[i]),
-                          change_threshold=float(CHANGE_GRID[j]))
+    return replace(BASE, presence_scale=float(SCALE_GRID[a]), presence_log10=float(PRESENCE_GRID[i]),
+                   change_threshold=float(CHANGE_GRID[j]))
+
+
+BASE = DetectorParams()
+"""Parameters the grid search starts from (the shipped defaults unless ``--param`` overrides some)."""
+
+
+def set_base(overrides: list[str]) -> DetectorParams:
+    """Apply ``name=value`` overrides (``--param``) to :data:`BASE`; the value is cast to the field's type."""
+    global BASE
+    types = {f.name: type(getattr(BASE, f.name)) for f in fields(DetectorParams)}
+    for o in overrides:
+        name, _, value = o.partition("=")
+        if name not in types:
+            raise SystemExit(f"--param {o!r}: no DetectorParams field {name!r}; one of {sorted(types)}")
+        BASE = replace(BASE, **{name: types[name](value)})
+    return BASE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, default=REPO / "eval" / "manifest.toml")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "boundaries-eval-cache")
     ap.add_argument("--json", type=Path, default=None, help="write per-video results as JSON here")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a DetectorParams field for this run (repeatable)")
     args = ap.parse_args(argv)
 
-    det = ClassicalDetector()
+    det = ClassicalDetector(set_base(args.param))
     videos = []
     for e in load_manifest(args.manifest):
         store, prefix, layout, total = production_store(e, args.data, args.cache_dir)
@@ -201,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         c = r["calibration"]
         print(f"{r['name']}: tuned on the others -> {r['params']}; mean confidence {c['mean_confidence']:.3f}"
               f" vs accuracy {c['accuracy']:.3f}, ECE {c['ece']:.3f}")
+    shipped = [score(predict_labels(v["scores"], det.params), v["truth"]) for v in videos]
+    print("shipped parameters (as `boundaries eval` runs): " + ", ".join(
+        f"{v['entry'].name} event F1 ±1 {r['event_f1_tol1']:.3f} macro-F1 {r['macro_f1']:.3f}"
+        for v, r in zip(videos, shipped, strict=True)))
     every = tune(videos)
     print(f"tuned on all videos (DetectorParams defaults should be these): presence_scale="
           f"{every.presence_scale}, presence_log10={every.presence_log10}, "

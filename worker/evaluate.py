@@ -75,9 +75,42 @@ def predict_video(video: Path, crop, anchor: str, *, checkpoint: str | None = No
     return np.concatenate(fwd), np.concatenate(bwd), predictor.model_version
 
 
+def band_frames(video: Path, crop, indices: set[int]) -> dict[int, np.ndarray]:
+    """Caption-band crops (uint8 (h, w, 3) RGB) of the 10-fps frames ``indices`` of ``video``, decoded
+    and cropped as :func:`boundaries.ingest.ingest_video` does (fps filter, pixel crop)."""
+    from boundaries.ingest import crop_pixels, decode_resampled
+
+    out: dict[int, np.ndarray] = {}
+    if not indices:
+        return out
+    last = max(indices)
+    for k, frame in enumerate(decode_resampled(video)):
+        if k in indices:
+            left, top, right, bottom = crop_pixels(crop, frame.shape[1], frame.shape[0])
+            out[k] = frame[top:bottom, left:right].copy()
+        if k >= last:
+            break
+    return out
+
+
+def write_eval_report(report_dir: Path, video: Path, crop, pred: list[str], truth: list[str] | None,
+                      title: str) -> list[Path]:
+    """``timeline.png`` + one picture per miss / false alarm (:func:`boundaries.eval_report.write_report`)."""
+    from boundaries.eval_report import CONTEXT, event_outcomes, write_report
+
+    need: set[int] = set()
+    if truth is not None:
+        o = event_outcomes(pred, truth)
+        for k in o["miss"] + o["false_alarm"]:
+            need.update(range(k + CONTEXT[0], k + CONTEXT[1]))
+    frames = band_frames(video, crop, {i for i in need if i >= 0})
+    return write_report(report_dir, pred, truth, frames.get, title=title)
+
+
 def evaluate(video: Path, labels_csv: Path, crop, anchor: str, *, checkpoint: str | None = None,
-             labels_video: str | None = None) -> dict:
-    """Score dict of :func:`boundaries.evaluation.score` plus ``model_version`` and ``video``.
+             labels_video: str | None = None, report_dir: Path | None = None) -> dict:
+    """Score dict of :func:`boundaries.evaluation.score` plus ``model_version`` and ``video`` (and
+    ``report``: the PNG paths written under ``report_dir`` when it is given).
 
     Raises:
         ValueError: the label count differs from the video's pair count.
@@ -90,4 +123,8 @@ def evaluate(video: Path, labels_csv: Path, crop, anchor: str, *, checkpoint: st
     result = score(pred, truth)
     result["model_version"] = model_version
     result["video"] = str(video)
+    if report_dir is not None:
+        title = (f"{video.name} ({model_version}): event F1 ±1 {result['event_f1_tol1']:.3f}, "
+                 f"macro-F1 {result['macro_f1']:.3f}")
+        result["report"] = [str(p) for p in write_eval_report(report_dir, video, crop, pred, truth, title)]
     return result

@@ -10,13 +10,13 @@ import pytest
 from worker.evaluate import load_pair_labels
 
 
-def test_eval_json_scores_every_pair_of_the_clip(real_data):
+def test_eval_json_scores_every_pair_of_the_clip(real_data, tmp_path):
     video = real_data / "rapidvideocr" / "2.mp4"
     labels = real_data / "derived" / "manual_10fps" / "pair_labels.csv"
 
     out = subprocess.run([sys.executable, "-m", "boundaries_cli.main", "eval", "--video", str(video),
-                          "--labels", str(labels),
-                          "--crop", "0.1,0.8,0.9,1.0", "--json"], capture_output=True, text=True, check=True)
+                          "--labels", str(labels), "--crop", "0.1,0.8,0.9,1.0", "--json",
+                          "--report", str(tmp_path / "rep")], capture_output=True, text=True, check=True)
 
     result = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("macro_f1", "event_f1_tol0", "event_f1_tol1", "event_f1_tol2", "per_class_f1", "confusion", "pairs"):
@@ -24,6 +24,11 @@ def test_eval_json_scores_every_pair_of_the_clip(real_data):
     assert result["pairs"] == 29  # 30 frames at 10 fps (SOURCES.md)
     assert sum(map(sum, result["confusion"])) == 29
     assert 0.0 <= result["macro_f1"] <= 1.0
+    e = result["events"]["1"]
+    errors = (e["n_true"] - e["matched"]) + (e["n_pred"] - e["matched"])
+    names = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert names[-1] == "timeline.png" and len(names) == 1 + errors
+    assert sorted(Path(p).name for p in result["report"]) == names
 
 
 def test_labels_are_selected_by_video_path_suffix_and_shifted_to_pairs(tmp_path):

@@ -172,3 +172,38 @@ def test_thin_letterbox_dashes_are_not_a_caption():
             band[y, x0:x0 + int(rng.integers(8, 30))] = 200
     frames = np.stack([np.clip(band + rng.integers(0, 6, band.shape), 0, 255).astype(np.uint8) for _ in range(8)])
     assert labels(frames) == ["empty_empty"] * 7
+
+
+@pytest.mark.parametrize("colour", [(255, 230, 40), (60, 235, 255), (70, 240, 90)], ids=["yellow", "cyan", "green"])
+def test_coloured_caption_without_outline_is_found(colour):
+    """Yellow, cyan and green strokes (no outline, no box) over a dark moving ground: the stroke
+    mask uses max(R, G, B), so a light stroke of any colour counts (min(R, G, B) lost them)."""
+    mask = caption_mask(3)
+    frames = []
+    for i in range(30):
+        f = (background(5, shift=4 * i) // 3).astype(np.uint8)
+        if 10 <= i < 20:
+            f[mask] = colour
+        frames.append(f)
+    got = labels(np.stack(frames))
+    assert got[9] == "empty_valid" and got[19] == "valid_empty", got
+    assert got[10:19] == ["same"] * 9 and got[:9] == ["empty_empty"] * 9, got
+
+
+def test_caption_over_a_static_texture_is_found():
+    """A static high-contrast texture (it agrees with itself like a caption) fills the band; a caption
+    comes and goes twice. The texture is in every frame, so it is dropped as background."""
+    rng = np.random.default_rng(7)
+    tex = np.kron(rng.integers(0, 2, (H // 3, W // 3)), np.ones((3, 3), int)).astype(bool)
+    ground = np.where(tex[..., None], 200, 60).astype(np.uint8).repeat(3, axis=2)
+    mask = caption_mask(4)
+    frames = []
+    for i in range(60):
+        f = ground.copy()
+        if 10 <= i < 25 or 35 <= i < 50:
+            f = draw(f, mask)
+        frames.append(f)
+    got = labels(np.stack(frames))
+    # the events, at the right pairs (their type may read "different": the caption's outline hides
+    # texture that is there without it, so the caption-less frame seems to lose strokes too)
+    assert [k for k, x in enumerate(got) if x != "same" and x != "empty_empty"] == [9, 24, 34, 49], got
