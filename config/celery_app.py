@@ -60,9 +60,11 @@ def check_timing(settings: Settings) -> None:
 
 
 def transport_options(settings: Settings) -> dict:
-    """Redis transport options shared by the broker and the result backend (one visibility timeout)."""
+    """Redis transport options shared by the broker and the result backend (one visibility timeout); the
+    queue order a worker polls in (``settings.queue_order_strategy``; task_queues list high first)."""
     return {"visibility_timeout": settings.visibility_timeout_s,
-            "unacked_restore_interval": settings.broker_restore_interval_s, "unacked_restore_throttle": 1}
+            "unacked_restore_interval": settings.broker_restore_interval_s, "unacked_restore_throttle": 1,
+            "queue_order_strategy": settings.queue_order_strategy}
 
 
 def make_celery(settings: Settings) -> Celery:
