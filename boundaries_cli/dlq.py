@@ -54,7 +54,7 @@ def _open(settings: Settings):
     from boundaries.registry.dead_letters import DeadLetters
 
     if settings.database_url is None:
-        raise SystemExit("boundaries dlq: BOUNDARIES_DATABASE_URL is not set")
+        raise ValueError("BOUNDARIES_DATABASE_URL is not set (the registry holding the dead letters)")
     db = Database(settings.database_url.get_secret_value(), settings.db_schema)
     return db, DeadLetters(db)
 
