@@ -174,39 +174,3 @@ def test_replay_without_ids_or_filter_is_refused(ops):
 
     assert res.returncode == 2 and "--all" in res.stderr
     assert r.llen(settings.queue_low) == 0
-
-
-def test_a_free_worker_takes_every_high_job_before_any_low_one(make_stack, monkeypatch, redis_url, db_schema):
-    # given: 4 low jobs queued first, then 3 high ones, before any worker runs (tiny real videos, inline runner)
-    from boundaries.enqueue import Enqueuer
-    from boundaries.model_versions import CLASSICAL_MODEL_VERSION as CMV
-    from tests.integration.faults import copy_video, set_faults, synthetic_video
-
-    set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO)
-    s = make_stack(runner_factory="tests.integration.faults:flaky")
-    assert s.settings.queue_order_strategy == "priority"
-    template = None
-    enq = Enqueuer.from_settings(s.settings)
-    order = ["low"] * 4 + ["high"] * 3
-    videos = []
-    for prio in order:
-        tenant, vid = str(uuid.uuid4()), str(uuid.uuid4())
-        if template is None:
-            template = synthetic_video(s.store, s.settings, tenant, vid)
-        else:
-            copy_video(s.store, s.settings, template, tenant, vid)
-        s.registry.upsert_video(vid, tenant, 1)
-        ev = JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1, model_version=CMV, priority=prio,
-                      source="cli")
-        assert enq.enqueue(ev).status == "queued"
-        videos.append((vid, prio))
-    enq.registry.db.close()
-
-    # when: one worker (solo pool: one job at a time) drains both queues
-    s.start_worker()
-    jobs = {vid: s.wait_job(vid, CMV, timeout_s=120) for vid, _ in videos}
-
-    # then: the three high jobs started first (strict priority), then the low ones
-    started = sorted(videos, key=lambda v: s.registry.attempts_of(str(jobs[v[0]]["id"]))[0]["started_at"])
-    assert [p for _, p in started] == ["high"] * 3 + ["low"] * 4, started
-    assert all(j["status"] == "completed" for j in jobs.values())
