@@ -174,3 +174,30 @@ def test_replay_without_ids_or_filter_is_refused(ops):
 
     assert res.returncode == 2 and "--all" in res.stderr
     assert r.llen(settings.queue_low) == 0
+
+
+def test_replay_stops_when_the_broker_is_unreachable_and_leaves_every_dead_letter_replayable(ops, pg_dsn,
+                                                                                          db_schema):
+    # given: three dead letters, and a broker URL where nothing listens (Redis down during the replay)
+    import socket
+
+    settings, reg, dl, _ = ops
+    ids = [dead_letter(reg, dl)[0] for _ in range(3)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+
+    # when
+    res = cli(down, "replay", *ids, "--rate", "0")
+
+    # then: the first failed, the rest were not tried; exit 1; jobs still failed and nothing counted as replayed
+    assert res.returncode == 1, res.stderr
+    out = json.loads(res.stdout)
+    assert [x["status"] for x in out["results"]] == ["failed", "skipped", "skipped"]
+    assert "broker unreachable" in out["results"][0]["error"]
+    assert [reg.get_job(dl.get(x)["job_id"])["status"] for x in ids] == ["failed"] * 3
+    assert {n for n, _ in _bookkeeping(pg_dsn, db_schema, ids).values()} == {0}
+    # and the same command works once the broker is back
+    again = cli(settings, "replay", *ids, "--rate", "0")
+    assert again.returncode == 0 and json.loads(again.stdout)["summary"]["queued"] == 3
