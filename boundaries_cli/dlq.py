@@ -126,8 +126,8 @@ def cmd_purge(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from boundaries.enqueue import Enqueuer
     from boundaries.registry.dead_letters import DeadLetters
+    from producer.enqueue import Enqueuer
     from producer.replay import Replayer
 
     if args.ids and (_has_filter(args) or args.all):
@@ -175,7 +175,7 @@ def _run_with_progress(replayer, ids: list[str]):
 
 
 def _add_filters(c, *, replayed_flag: bool) -> None:
-    from worker.cli import uuid_arg
+    from boundaries_cli.args import uuid_arg
 
     c.add_argument("--video-id", type=uuid_arg)
     c.add_argument("--tenant-id", type=uuid_arg)
@@ -189,7 +189,7 @@ def _add_filters(c, *, replayed_flag: bool) -> None:
 
 def add_commands(sub) -> None:
     """Register ``dlq list|show|replay|purge`` on the ``boundaries`` subparsers ``sub``."""
-    from worker.cli import uuid_arg
+    from boundaries_cli.args import uuid_arg
 
     d = sub.add_parser("dlq", help="dead letters: list, show, replay, purge")
     dsub = d.add_subparsers(dest="dlq_command", required=True)

@@ -40,11 +40,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from boundaries.enqueue import Enqueuer, EnqueueResult, QueueUnavailable, fail_fast_celery, fail_fast_redis
 from boundaries.events import JobEvent
 from boundaries.model_versions import resolve_model_version
 from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings, check_producer_timing
 from producer.auth import Unauthorized, check_bearer, check_signature
+from producer.dispatch import QueueUnavailable, producer_celery
+from producer.enqueue import Enqueuer, EnqueueResult, fail_fast_redis
 from producer.inflight import InFlightJobs
 from producer.metrics import ProducerMetrics
 from producer.payload import WebhookEnvelope, select_event
@@ -135,7 +136,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
             and ``settings.db_schema`` (its pool is closed on shutdown).
         redis_client: a redis-py client (dedupe keys, readiness); default from ``settings.redis_url``.
         celery_app: the Celery app used to ``send_task``; default ``make_celery(settings)`` made to
-            fail fast (:func:`boundaries.enqueue.fail_fast_celery`; apply it to an app you pass).
+            fail fast (:func:`producer.dispatch.fail_fast_celery`; apply it to an app you pass).
 
     Raises:
         ValueError: timeouts that do not nest (:func:`config.settings.check_producer_timing`);
@@ -167,9 +168,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         redis_client = fail_fast_redis(redis_py_url(settings.redis_url), settings.producer_redis_timeout_s)
         owned.append(redis_client)
     if celery_app is None:
-        from config.celery_app import make_celery
-
-        celery_app = fail_fast_celery(make_celery(settings), settings.producer_redis_timeout_s)
+        celery_app = producer_celery(settings)
         owned.append(celery_app)
     model_version = resolve_model_version(settings)
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)

@@ -2,7 +2,7 @@
 
 A webhook whose job was recorded by another request that has not sent it yet (``EnqueueResult`` status
 ``in_flight``) may only be answered "duplicate" once that job is sent: the other request may still undo
-it (boundaries/enqueue.py). Waiting inside the enqueue's worker thread let a burst of copies of one such
+it (producer/enqueue.py). Waiting inside the enqueue's worker thread let a burst of copies of one such
 event fill anyio's thread pool (40 threads) with 5 ms polls, so unrelated webhooks timed out (503) while
 every service was up. Here the wait is an asyncio task per job id, shared by all copies in this process;
 each poll borrows a thread for one primary-key read, backing off from 5 ms to 50 ms.
@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from boundaries.enqueue import Enqueuer
+from producer.enqueue import Enqueuer
 
 log = structlog.get_logger(__name__)
 

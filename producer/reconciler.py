@@ -6,25 +6,24 @@ enqueued with ``source="reconciler"`` through the same idempotent :class:`Enqueu
 running it twice, or concurrently with webhooks, still yields one job per idempotency key. It also
 re-sends ``queued`` jobs whose message was never marked sent (:func:`resend_unsent`).
 
-Scheduling: ``boundaries reconcile --loop`` (or :func:`reconcile_forever` in a process of its own) runs
-a pass at start and then every ``settings.reconcile_interval_s`` seconds; an error ends only that pass.
+Scheduling: ``boundaries reconcile --loop`` (boundaries_cli) runs a pass at start and then every
+``settings.reconcile_interval_s`` seconds; an error ends only that pass.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import structlog
 
-from boundaries.errors import TransientError
 from boundaries.events import JobEvent
 from boundaries.model_versions import resolve_model_version
+from producer.dispatch import dispatch_rows
 
 if TYPE_CHECKING:
-    from boundaries.enqueue import Enqueuer
     from boundaries.registry.registry import Registry
     from config.settings import Settings
+    from producer.enqueue import Enqueuer
 
 log = structlog.get_logger(__name__)
 
@@ -69,60 +68,9 @@ def resend_unsent(settings: Settings, registry: Registry, enqueuer: Enqueuer, *,
         TransientError (QueueUnavailable): the broker is unreachable; the job not sent is unmarked and
             found again on the next run.
     """
-    rows = registry.claim_unsent_jobs(settings.resend_unsent_after_s, limit=limit)
+    rows = registry.jobs.claim_unsent(settings.resend_unsent_after_s, limit=limit)
 
-    def send(row: dict) -> None:
-        enqueuer.send_existing(row)
+    def sent(row: dict) -> None:
         log.warning("reconcile.resent_unsent_job", job_id=str(row["id"]), video_id=str(row["video_id"]))
 
-    registry.send_claimed(rows, send)
-    return len(rows)
-
-
-def reconcile_forever(settings: Settings, registry: Registry, enqueuer: Enqueuer, *,
-                      stop: threading.Event | None = None, interval_s: float | None = None,
-                      limit: int = 1000) -> None:
-    """Run :func:`reconcile` now and every ``interval_s`` (default ``settings.reconcile_interval_s``)
-    seconds until ``stop`` is set. Errors are logged and the next tick tries again."""
-    stop = stop or threading.Event()
-    interval = settings.reconcile_interval_s if interval_s is None else interval_s
-    while not stop.is_set():
-        try:
-            reconcile(settings, registry, enqueuer, limit=limit)
-        except TransientError as e:
-            log.warning("reconcile.failed", error=str(e), retry_in_s=interval)
-        except Exception:  # a daemon loop outlives one bad pass; the next pass starts over
-            log.exception("reconcile.error", retry_in_s=interval)
-        stop.wait(interval)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m producer.reconciler [--once] [--limit N] [--interval-s S]`` (settings from env)."""
-    import argparse
-
-    from boundaries.enqueue import Enqueuer
-    from config.logging import configure_logging
-    from config.settings import Settings
-
-    ap = argparse.ArgumentParser(description="Enqueue active cropped-frames versions that have no job.")
-    ap.add_argument("--once", action="store_true", help="run one pass and exit (default: loop)")
-    ap.add_argument("--limit", type=int, default=1000)
-    ap.add_argument("--interval-s", type=float, default=None)
-    args = ap.parse_args(argv)
-    configure_logging()
-    settings = Settings()
-    enqueuer = Enqueuer.from_settings(settings)
-    try:
-        if args.once:
-            print(reconcile(settings, enqueuer.registry, enqueuer, limit=args.limit))
-        else:
-            reconcile_forever(settings, enqueuer.registry, enqueuer, interval_s=args.interval_s, limit=args.limit)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        enqueuer.registry.db.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return dispatch_rows(enqueuer.celery, settings, registry.jobs, rows, "reconciler", on_sent=sent)

@@ -1,8 +1,9 @@
 """Dead-letter replay: send dead-lettered jobs again, at a bounded rate, on a chosen queue.
 
 Each dead letter's stored event is enqueued again with ``source="replay"`` through the idempotent
-:class:`Enqueuer`: its job row (``failed``) goes back to ``queued`` and one message is sent; a job that is
-queued, running or completed already answers ``duplicate`` and sends nothing, so replaying twice (or
+:class:`~producer.enqueue.Enqueuer` (whose messages go out through ``producer.dispatch.dispatch``): its
+job row (``failed``) goes back to ``queued`` and one message is sent; a job that is queued, running or
+completed already answers ``duplicate`` and sends nothing, so replaying twice (or
 replaying two dead letters of one job) still runs the job once. The dead letter's bookkeeping
 (``replay_count``, ``replayed_at``) changes only when a message was sent.
 
@@ -28,14 +29,14 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from boundaries.enqueue import QueueUnavailable
 from boundaries.events import JobEvent
 from config.celery_app import queue_for
+from producer.dispatch import QueueUnavailable
 
 if TYPE_CHECKING:
-    from boundaries.enqueue import Enqueuer
     from boundaries.registry.dead_letters import DeadLetters
     from config.settings import Settings
+    from producer.enqueue import Enqueuer
 
 log = structlog.get_logger(__name__)
 
@@ -150,7 +151,7 @@ class Replayer:
         return ReplayOutcome(dl_id, "duplicate", res.job_id, video_id)
 
     def _would(self, dl_id: str, event: JobEvent) -> ReplayOutcome:
-        job = self.enqueuer.registry.find_job(event.video_id, event.cropped_frames_version, event.model_version)
+        job = self.enqueuer.registry.jobs.find(event.video_id, event.cropped_frames_version, event.model_version)
         if job is None or job["status"] == "failed":
             return ReplayOutcome(dl_id, "would_queue", str(job["id"]) if job else None, event.video_id, self.queue)
         return ReplayOutcome(dl_id, "would_duplicate", str(job["id"]), event.video_id, job_status=job["status"])

@@ -41,7 +41,7 @@ class WarmUp:
 
 def _warm_registry(registry: Any, n: int, timeout_s: float) -> int:
     """Open the pool's connections (its ``min_size``, else ``n`` on demand) and prime each one
-    (``Registry.prime_connection``: the catalog lookups of a new backend)."""
+    (``Jobs.prime_connection``: the catalog lookups of a new backend)."""
     pool = registry.db.pool()
     conns = []  # getconn waits for the connections the pool opens in the background
     try:
@@ -49,7 +49,7 @@ def _warm_registry(registry: Any, n: int, timeout_s: float) -> int:
             conns.append(pool.getconn(timeout=timeout_s))
         for c in conns:
             with c.transaction():
-                registry.prime_connection(c)
+                registry.jobs.prime_connection(c)
     finally:
         for c in conns:
             pool.putconn(c)

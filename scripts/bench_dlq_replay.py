@@ -136,16 +136,14 @@ def register(registry, tenant, video, template, status="active") -> tuple[dict, 
     return new, old
 
 
-def make_dead_letter(registry, dead_letters, event) -> str:
+def make_dead_letter(registry, event) -> str:
     """The job ran once and failed permanently (layout.db unreadable during the outage), through the
-    worker's own transitions: recorded, attempt started, dead-lettered."""
-    from boundaries.errors import LayoutError
-    from worker.tasks import record_dead_letter
-
-    job_id, _ = registry.record_job(event)
-    attempt = registry.start_attempt(job_id)
-    return record_dead_letter(registry, dead_letters, event.model_dump(mode="json") | {"job_id": job_id}, job_id,
-                              attempt, LayoutError("layout.db unreadable (storage outage)"))
+    job-row transitions the worker uses (``Jobs``: record, claim, dead_letter)."""
+    job_id, _ = registry.jobs.record(event)
+    attempt = registry.jobs.claim(job_id)
+    return registry.jobs.dead_letter(job_id, attempt, event.model_dump(mode="json") | {"job_id": job_id},
+                                     error_type="layout_error",
+                                     error_message="LayoutError: layout.db unreadable (storage outage)")
 
 
 # --- one run -----------------------------------------------------------------------------------------
@@ -178,11 +176,10 @@ def run_once(label: str, replay_priority: str | None, args) -> dict:
     from boundaries.events import JobEvent
     from boundaries.model_versions import resolve_model_version
     from boundaries.registry.db import Database
-    from boundaries.registry.dead_letters import DeadLetters
     from boundaries.registry.registry import Registry
     from boundaries.storage.local import LocalStore
+    from boundaries_cli.embedded import child_env
     from config.settings import Settings
-    from worker.embedded import child_env
 
     q = uuid.uuid4().hex[:10]
     schema = f"bench_dlq_{q}"
@@ -203,7 +200,7 @@ def run_once(label: str, replay_priority: str | None, args) -> dict:
     stack = ExitStack()
     try:
         db.migrate()
-        registry, dead_letters = Registry(db), DeadLetters(db)
+        registry = Registry(db)
         store = LocalStore(tmp / "store")
         mv = resolve_model_version(settings)
         t_setup = time.perf_counter()
@@ -215,7 +212,7 @@ def run_once(label: str, replay_priority: str | None, args) -> dict:
             register(registry, tenant, video, copy_video(store, settings, template, tenant, video))
             event = JobEvent(video_id=video, tenant_id=tenant, cropped_frames_version=1, model_version=mv,
                              source="webhook")
-            make_dead_letter(registry, dead_letters, event)
+            make_dead_letter(registry, event)
             dl_videos.append((tenant, video))
         for _ in range(args.fresh):
             tenant, video = str(uuid.uuid4()), str(uuid.uuid4())

@@ -121,8 +121,8 @@ def run_once(n: int, args, store: LocalStore, registry: Registry, settings: Sett
     deps = Deps(settings, registry, store, runner)
     event = JobEvent(video_id=VIDEO, tenant_id=TENANT, cropped_frames_version=VERSION,
                      model_version=f"sim-n{n}-{uuid.uuid4().hex[:8]}", source="cli")
-    job_id, _ = registry.record_job(event)
-    attempt = registry.start_attempt(job_id)
+    job_id, _ = registry.jobs.record(event)
+    attempt = registry.jobs.claim(job_id)
     if trace:
         tracemalloc.start()
     t0 = time.perf_counter()

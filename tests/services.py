@@ -42,7 +42,7 @@ def redis_url() -> tuple[str, object | None]:
     url = os.environ.get("TEST_REDIS_URL", REDIS_URL_DEFAULT)
     if _redis_ok(url):
         return url, None
-    from boundaries.services import start_embedded_redis
+    from boundaries_cli.embedded import start_embedded_redis
 
     return start_embedded_redis(Path(tempfile.mkdtemp(prefix="test-redis-")))
 
@@ -51,7 +51,7 @@ def pg_dsn() -> tuple[str, object | None]:
     dsn = os.environ.get("TEST_DATABASE_URL", PG_DSN_DEFAULT)
     if _pg_ok(dsn):
         return dsn, None
-    from boundaries.services import start_embedded_postgres
+    from boundaries_cli.embedded import start_embedded_postgres
 
     return start_embedded_postgres(Path(tempfile.mkdtemp(prefix="test-pg-")))
 

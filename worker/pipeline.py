@@ -202,7 +202,7 @@ def process_video(event: JobEvent, deps: Deps, *, job_id: str, attempt: int) -> 
         cropped_frames_version=event.cropped_frames_version, model_version=event.model_version,
         model_checkpoint_path=meta.model_checkpoint_path, wasabi_storage_key=key, file_size_bytes=len(data),
         total_pairs=total_pairs, processing_time_seconds=seconds, started_at=started_at, completed_at=completed_at)
-    deps.registry.complete_job(job_id, run_uuid)
+    deps.registry.jobs.complete(job_id, attempt, run_uuid)
     outcome = JobOutcome("completed", run_id, key, total_pairs, len(requests), len(pending), reused, seconds)
     bound.info("job.completed", run_id=run_id, results_key=key, pairs=total_pairs, shards=len(requests),
                computed=len(pending), reused=reused, seconds=round(seconds, 3),

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from boundaries.errors import LimitExceeded, PermanentError, VersionNotActive
 from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
-from boundaries.registry.liveness import Heartbeat
-from boundaries.registry.registry import JobBusy
+from boundaries.registry.jobs import JobBusy, Jobs
 from worker.deps import WorkerContext
+from worker.heartbeat import Heartbeat
 from worker.pipeline import process_video
 
 log = structlog.get_logger(__name__)
@@ -40,14 +40,14 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
         log.error("job.invalid_event", error=str(e)[:500])
         return {"status": "invalid_event"}
     deps = ctx.deps()
-    reg = deps.registry
-    job_id = event.job_id or reg.record_job(event)[0]
+    jobs = deps.registry.jobs
+    job_id = event.job_id or jobs.record(event)[0]
     structlog.contextvars.bind_contextvars(job_id=job_id, video_id=event.video_id)
     s = deps.settings
     retry_kwargs = {"event": event.model_dump(mode="json") | {"job_id": job_id}}
     try:
         try:
-            attempt = reg.start_attempt(job_id, stale_after_s=s.heartbeat_stale_s)
+            attempt = jobs.claim(job_id, stale_after_s=s.heartbeat_stale_s)
         except JobBusy as e:
             # A redelivered message (visibility timeout, sweep) of a job a live worker is running.
             log.info("job.busy_elsewhere", countdown_s=s.heartbeat_stale_s / 2)
@@ -57,36 +57,30 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
             log.info("job.already_finished")
             return {"status": "skipped"}
         try:
-            with Heartbeat(reg, job_id, attempt, s.heartbeat_interval_s):
+            with Heartbeat(jobs, job_id, attempt, s.heartbeat_interval_s):
                 outcome = process_video(event, deps, job_id=job_id, attempt=attempt)
         except LimitExceeded as e:
-            reg.add_rejection(video_id=event.video_id, tenant_id=event.tenant_id, rejection_type=e.rejection_type,
-                              message=str(e), frame_count=e.frame_count, estimated_cost_usd=e.estimated_cost_usd,
-                              cropped_frames_version=event.cropped_frames_version,
-                              model_version=event.model_version, priority=event.priority)
-            reg.finish_attempt(job_id, attempt, "rejected", e.rejection_type, str(e))
-            reg.fail_job(job_id, f"rejected ({e.rejection_type}): {e}", attempt=attempt)
+            jobs.reject(job_id, attempt, event, rejection_type=e.rejection_type, message=str(e),
+                        frame_count=e.frame_count, estimated_cost_usd=e.estimated_cost_usd)
             log.warning("job.rejected", rejection_type=e.rejection_type, error=str(e))
             return {"status": "rejected", "rejection_type": e.rejection_type}
         except VersionNotActive as e:
             # Not ready (or no longer current): release the job so the reconciler finds the version once
             # it is active; failing it would hide the version from the reconciler for good.
-            reg.finish_attempt(job_id, attempt, "not_active", e.error_type, str(e))
-            reg.release_job(job_id, attempt)
+            jobs.release(job_id, attempt, e.error_type, str(e))
             log.warning("job.released_not_active", error=str(e))
             return {"status": "not_active"}
         except PermanentError as e:
-            _dead_letter(ctx, event, job_id, attempt, e)
+            dead_letter(jobs, event.model_dump(mode="json") | {"job_id": job_id}, job_id, attempt, e)
             return {"status": "dead_letter", "error_type": e.error_type}
         except Exception as e:
-            if reg.attempts_since_replay(job_id, attempt) >= s.max_attempts:
-                _dead_letter(ctx, event, job_id, attempt, e)
+            if jobs.attempts_since_replay(job_id, attempt) >= s.max_attempts:
+                dead_letter(jobs, event.model_dump(mode="json") | {"job_id": job_id}, job_id, attempt, e)
                 return {"status": "dead_letter", "error_type": getattr(e, "error_type", type(e).__name__)}
-            reg.finish_attempt(job_id, attempt, "retry", getattr(e, "error_type", type(e).__name__), str(e)[:2000])
+            jobs.retry(job_id, attempt, getattr(e, "error_type", type(e).__name__), str(e)[:2000])
             delay = backoff_s(attempt, s.retry_backoff_base_s, s.retry_backoff_max_s)
             log.warning("job.retry", attempt=attempt, countdown_s=round(delay, 2), error=str(e)[:500])
             raise task.retry(countdown=delay, exc=e, max_retries=None, kwargs=retry_kwargs) from e
-        reg.finish_attempt(job_id, attempt, "completed")
         return {"status": "completed", "run_id": outcome.run_id, "results_key": outcome.results_key,
                 "pairs": outcome.total_pairs, "shards_computed": outcome.shards_computed,
                 "shards_reused": outcome.shards_reused}
@@ -94,26 +88,16 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
         structlog.contextvars.unbind_contextvars("job_id", "video_id")
 
 
-def _dead_letter(ctx: WorkerContext, event: JobEvent, job_id: str, attempt: int, exc: BaseException) -> None:
-    record_dead_letter(ctx.deps().registry, ctx.dead_letters(), event.model_dump(mode="json") | {"job_id": job_id},
-                       job_id, attempt, exc)
-
-
-def record_dead_letter(reg, dead_letters, event: dict, job_id: str, attempt: int, exc: BaseException) -> str | None:
-    """Mark the job failed and store its dead letter in one transaction, only while ``attempt`` still
-    owns the job (a superseded attempt — its worker stalled and another took over — changes nothing).
-    Returns the dead letter's id, or None when superseded."""
+def dead_letter(jobs: Jobs, event: dict, job_id: str, attempt: int, exc: BaseException) -> str | None:
+    """Give up on the job (``Jobs.dead_letter``: attempt closed, job failed, dead letter stored, one
+    transaction) while ``attempt`` still owns it. Returns the dead letter's id, or None when superseded."""
     error_type = getattr(exc, "error_type", type(exc).__name__)
-    reg.finish_attempt(job_id, attempt, "failed", error_type, str(exc)[:2000])
-    history = reg.attempts_of(job_id)
-    with reg.db.connection() as c:
-        if not reg.fail_job(job_id, f"{error_type}: {exc}", attempt=attempt, conn=c):
-            log.warning("job.dead_letter_superseded", attempt=attempt, error_type=error_type)
-            return None
-        dl_id = dead_letters.add(job_id=job_id, event=event, error_type=error_type,
-                                 error_message=f"{type(exc).__name__}: {exc}",
-                                 traceback="".join(traceback.format_exception(exc, limit=8)), attempts=history,
-                                 conn=c)
+    dl_id = jobs.dead_letter(job_id, attempt, event, error_type=error_type,
+                             error_message=f"{type(exc).__name__}: {exc}",
+                             traceback="".join(traceback.format_exception(exc, limit=8)))
+    if dl_id is None:
+        log.warning("job.dead_letter_superseded", attempt=attempt, error_type=error_type)
+        return None
     log.error("job.dead_letter", dead_letter_id=dl_id, error_type=error_type, error=str(exc)[:500], attempt=attempt)
     return dl_id
 

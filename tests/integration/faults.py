@@ -170,3 +170,12 @@ def set_faults(monkeypatch, counter_redis_url: str, ns: str, repo_root, **cfg) -
     r = counters(cfg)
     r.delete(*(f"{ns}:{k}" for k in ("calls", "computed", "failed", "pids")))
     return cfg
+
+
+def fail_job(jobs, job_id: str) -> None:
+    """Put a recorded job into ``failed`` the way a worker does: claim it and dead-letter the attempt."""
+    job = jobs.get(job_id)
+    attempt = jobs.claim(job_id)
+    event = {"video_id": str(job["video_id"]), "tenant_id": str(job["tenant_id"]),
+             "cropped_frames_version": job["cropped_frames_version"], "model_version": job["model_version"]}
+    assert jobs.dead_letter(job_id, attempt, event, error_type="test", error_message="boom") is not None

@@ -17,8 +17,8 @@ from boundaries.model_versions import CLASSICAL_MODEL_VERSION
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from boundaries.storage.factory import store_from_settings
+from boundaries_cli.main_job import _jsonable, start_producer, start_worker, webhook_payload
 from config.settings import Settings
-from worker.main_job import _jsonable, start_producer, start_worker, webhook_payload
 
 POPEYE = "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
 POPEYE_CROP = (0.05, 0.78, 0.95, 0.99)
@@ -76,7 +76,7 @@ class Stack:
                  timeout_s: float = 180, statuses=("completed", "failed")) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            job = self.registry.find_job(vid, version, model_version)
+            job = self.registry.jobs.find(vid, version, model_version)
             if job and job["status"] in statuses:
                 return job
             time.sleep(0.2)

@@ -38,7 +38,7 @@ def test_checkpoint_in_settings_is_the_model_shards_run(tmp_path, pg_dsn, db_sch
     event = JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1, model_version=model_version)
     try:
         deps = Deps(settings, Registry(db), store, runner)
-        job_id, _ = deps.registry.record_job(event)
+        job_id, _ = deps.registry.jobs.record(event)
         outcome = process_video(event, deps, job_id=job_id, attempt=1)
     finally:
         runner.close()

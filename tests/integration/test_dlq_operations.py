@@ -21,10 +21,9 @@ from boundaries.events import JobEvent
 from boundaries.registry.db import Database
 from boundaries.registry.dead_letters import DeadLetters
 from boundaries.registry.registry import Registry
+from boundaries_cli.embedded import child_env
 from config.settings import Settings
 from tests.conftest import REPO
-from worker.embedded import child_env
-from worker.tasks import record_dead_letter
 
 MV = "dlq-test"
 
@@ -50,10 +49,12 @@ def dead_letter(reg: Registry, dl: DeadLetters, *, error=LayoutError, tenant: st
     attempt started, dead-lettered); ``age_h``: the dead letter's age in hours. Returns (id, event)."""
     event = JobEvent(video_id=str(uuid.uuid4()), tenant_id=tenant or str(uuid.uuid4()), cropped_frames_version=1,
                      model_version=MV, source="webhook")
-    job_id, _ = reg.record_job(event)
-    attempt = reg.start_attempt(job_id)
-    dl_id = record_dead_letter(reg, dl, event.model_dump(mode="json") | {"job_id": job_id}, job_id, attempt,
-                               error("layout.db unreadable"))
+    job_id, _ = reg.jobs.record(event)
+    attempt = reg.jobs.claim(job_id)
+    exc = error("layout.db unreadable")
+    dl_id = reg.jobs.dead_letter(job_id, attempt, event.model_dump(mode="json") | {"job_id": job_id},
+                                 error_type=getattr(exc, "error_type", type(exc).__name__),
+                                 error_message=f"{type(exc).__name__}: {exc}")
     if age_h:
         with reg.db.connection() as c:
             c.execute("UPDATE boundary_inference_dead_letters SET created_at = now() - make_interval(secs => %s)"
@@ -62,8 +63,8 @@ def dead_letter(reg: Registry, dl: DeadLetters, *, error=LayoutError, tenant: st
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker.cli", "dlq", *args], env=child_env(settings), cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "boundaries_cli.main", "dlq", *args], env=child_env(settings),
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
 def _bookkeeping(pg_dsn, schema, ids) -> dict[str, tuple]:
@@ -117,8 +118,8 @@ def test_purge_needs_a_selection_or_all_yes(ops, pg_dsn, db_schema):
 def test_dry_run_sends_nothing_and_says_what_would_be_sent(ops, pg_dsn, db_schema):
     settings, reg, dl, r = ops
     (a, _), (b, _), (c, done) = (dead_letter(reg, dl) for _ in range(3))
-    job = reg.find_job(done.video_id, 1, MV)
-    reg.complete_job(str(job["id"]), str(uuid.uuid4()))  # done meanwhile (e.g. replayed by another operator)
+    job = reg.jobs.find(done.video_id, 1, MV)
+    reg.jobs.complete(str(job["id"]), None, None)  # done meanwhile (e.g. replayed by another operator)
 
     dry = cli(settings, "replay", "--error-type", "layout_error", "--dry-run")
 
@@ -129,7 +130,7 @@ def test_dry_run_sends_nothing_and_says_what_would_be_sent(ops, pg_dsn, db_schem
     assert by_id[a]["queue"] == settings.queue_low and by_id[c]["job_status"] == "completed"
     assert r.llen(settings.queue_low) == 0 and r.llen(settings.queue_high) == 0
     assert {n for n, _ in _bookkeeping(pg_dsn, db_schema, [a, b, c]).values()} == {0}
-    assert [reg.get_job(dl.get(x)["job_id"])["status"] for x in (a, b)] == ["failed", "failed"]
+    assert [reg.jobs.get(dl.get(x)["job_id"])["status"] for x in (a, b)] == ["failed", "failed"]
 
 
 def test_replay_by_filter_goes_to_the_low_queue_and_counts_only_sends(ops, pg_dsn, db_schema):
@@ -196,7 +197,7 @@ def test_replay_stops_when_the_broker_is_unreachable_and_leaves_every_dead_lette
     out = json.loads(res.stdout)
     assert [x["status"] for x in out["results"]] == ["failed", "skipped", "skipped"]
     assert "broker unreachable" in out["results"][0]["error"]
-    assert [reg.get_job(dl.get(x)["job_id"])["status"] for x in ids] == ["failed"] * 3
+    assert [reg.jobs.get(dl.get(x)["job_id"])["status"] for x in ids] == ["failed"] * 3
     assert {n for n, _ in _bookkeeping(pg_dsn, db_schema, ids).values()} == {0}
     # and the same command works once the broker is back
     again = cli(settings, "replay", *ids, "--rate", "0")

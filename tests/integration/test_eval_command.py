@@ -14,7 +14,8 @@ def test_eval_json_scores_every_pair_of_the_clip(real_data):
     video = real_data / "rapidvideocr" / "2.mp4"
     labels = real_data / "derived" / "manual_10fps" / "pair_labels.csv"
 
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "eval", "--video", str(video), "--labels", str(labels),
+    out = subprocess.run([sys.executable, "-m", "boundaries_cli.main", "eval", "--video", str(video),
+                          "--labels", str(labels),
                           "--crop", "0.1,0.8,0.9,1.0", "--json"], capture_output=True, text=True, check=True)
 
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -76,7 +76,7 @@ def test_results_are_identical_at_1_2_and_4_local_workers(video, pg_dsn, db_sche
             deps = Deps(Settings(local_store_dir=store_dir, shard_pairs=40, db_schema=db_schema), Registry(db),
                         store, runner)
             event = JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1, model_version=mv)
-            job_id, _ = deps.registry.record_job(event)
+            job_id, _ = deps.registry.jobs.record(event)
             outcome = process_video(event, deps, job_id=job_id, attempt=n)
         finally:
             runner.close()

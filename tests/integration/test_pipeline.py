@@ -72,8 +72,8 @@ def _event(tenant, video, model_version="test-brightness"):
 def test_job_publishes_every_pair_once_and_registers_the_run(env):
     deps, tenant, video, res = env
     event = _event(tenant, video)
-    job_id, created = deps.registry.record_job(event)
-    attempt = deps.registry.start_attempt(job_id)
+    job_id, created = deps.registry.jobs.record(event)
+    attempt = deps.registry.jobs.claim(job_id)
 
     outcome = process_video(event, deps, job_id=job_id, attempt=attempt)
 
@@ -85,14 +85,14 @@ def test_job_publishes_every_pair_once_and_registers_the_run(env):
     run = deps.registry.get_run(video, 1, "test-brightness")
     assert run["run_id"] == outcome.run_id and run["total_pairs"] == 599
     assert run["wasabi_storage_key"] == outcome.results_key
-    assert deps.registry.get_job(job_id)["status"] == "completed"
+    assert deps.registry.jobs.get(job_id)["status"] == "completed"
     assert outcome.shards_total == 5 and outcome.shards_computed == 5
 
 
 def test_retry_reuses_valid_shard_outputs_and_recomputes_invalid_ones(env):
     deps, tenant, video, _ = env
     event = _event(tenant, video)
-    job_id, _ = deps.registry.record_job(event)
+    job_id, _ = deps.registry.jobs.record(event)
     first = process_video(event, deps, job_id=job_id, attempt=1)
     calls_before = deps.runner.calls
     # corrupt one shard output: it must be recomputed, the others reused
@@ -112,7 +112,7 @@ def test_missing_chunk_is_a_permanent_error_listing_the_frames(env):
     deps, tenant, video, res = env
     deps.store.delete(chunk_key(res.frames_prefix, ChunkRef(1, 43)))
     event = _event(tenant, video)
-    job_id, _ = deps.registry.record_job(event)
+    job_id, _ = deps.registry.jobs.record(event)
 
     with pytest.raises(MissingFramesError) as e:
         process_video(event, deps, job_id=job_id, attempt=1)
@@ -125,7 +125,7 @@ def test_missing_layout_db_is_a_layout_error(env):
     deps, tenant, video, res = env
     deps.store.delete(res.layout_db_key)
     event = _event(tenant, video)
-    job_id, _ = deps.registry.record_job(event)
+    job_id, _ = deps.registry.jobs.record(event)
 
     with pytest.raises(LayoutError, match="layout.db"):
         process_video(event, deps, job_id=job_id, attempt=1)
@@ -135,7 +135,7 @@ def test_over_the_frame_limit_is_rejected_before_any_shard_runs(env):
     deps, tenant, video, _ = env
     deps.settings = deps.settings.model_copy(update={"max_frames": 500})
     event = _event(tenant, video)
-    job_id, _ = deps.registry.record_job(event)
+    job_id, _ = deps.registry.jobs.record(event)
 
     with pytest.raises(LimitExceeded) as e:
         process_video(event, deps, job_id=job_id, attempt=1)

@@ -41,7 +41,7 @@ def test_unauthorized_requests_get_401_and_queue_nothing(producer_factory, video
     assert r.status_code == 401
     assert SECRET not in r.text
     assert p.queued() == []
-    assert p.registry.find_job(video_id, 1, p.settings.model_version) is None
+    assert p.registry.jobs.find(video_id, 1, p.settings.model_version) is None
 
 
 def test_hmac_signature_required_when_configured(producer_factory, video_id, tenant_id):
@@ -150,7 +150,7 @@ def test_insert_active_and_videos_update_are_one_job(producer_factory, video_id,
     event = _task_event(msgs[0])
     assert event["job_id"] == r1.json()["job_id"]
     assert (event["video_id"], event["cropped_frames_version"], event["source"]) == (video_id, 3, "webhook")
-    assert p.registry.get_job(r1.json()["job_id"])["status"] == "queued"
+    assert p.registry.jobs.get(r1.json()["job_id"])["status"] == "queued"
 
 
 def test_concurrent_identical_webhooks_give_one_job_and_one_message(producer_factory, video_id, tenant_id):
@@ -181,7 +181,7 @@ def test_concurrent_identical_webhooks_give_one_job_and_one_message(producer_fac
 # --- availability -----------------------------------------------------------------------------------
 def test_redis_down_gives_503_with_retry_after_and_leaves_no_half_state(producer_factory, video_id,
                                                                         tenant_id):
-    from boundaries.enqueue import fail_fast_redis
+    from producer.enqueue import fail_fast_redis
     from tests.services import free_port
 
     p = producer_factory()
@@ -190,14 +190,14 @@ def test_redis_down_gives_503_with_retry_after_and_leaves_no_half_state(producer
     r = p.post(version_payload(video_id, tenant_id))
     assert time.perf_counter() - t0 < 1.5  # inside pg_net's 1-5 s timeout
     assert r.status_code == 503 and r.headers["Retry-After"].isdigit()
-    assert p.registry.find_job(video_id, 1, p.settings.model_version) is None
+    assert p.registry.jobs.find(video_id, 1, p.settings.model_version) is None
     ready = httpx.get(p.url + "/readyz", timeout=10)
     assert ready.status_code == 200  # readyz uses the app's own client, which is up
 
 
 def test_broker_down_after_recording_undoes_the_job_and_dedupe_key(producer_factory, video_id, tenant_id):
-    from boundaries.enqueue import fail_fast_celery
     from config.celery_app import make_celery
+    from producer.dispatch import fail_fast_celery
     from tests.services import free_port
 
     p = producer_factory()
@@ -212,7 +212,7 @@ def test_broker_down_after_recording_undoes_the_job_and_dedupe_key(producer_fact
         p.enqueuer.celery = live_broker
         dead_broker.close()
     assert r.status_code == 503, r.text
-    assert p.registry.find_job(video_id, 1, p.settings.model_version) is None
+    assert p.registry.jobs.find(video_id, 1, p.settings.model_version) is None
     # the event is not stuck: a retry succeeds
     r2 = p.post(version_payload(video_id, tenant_id))
     assert r2.status_code == 202, r2.text

@@ -48,7 +48,7 @@ def test_dropped_webhooks_are_found_exactly_once(producer_factory):
     by_source = sorted((e["source"], e["video_id"]) for e in events)
     assert by_source == sorted([("reconciler", v) for v, _ in dropped] + [("webhook", delivered[0])])
     for video_id, _ in dropped:
-        job = p.registry.find_job(video_id, 1, p.settings.model_version)
+        job = p.registry.jobs.find(video_id, 1, p.settings.model_version)
         assert job["status"] == "queued" and job["source"] == "reconciler"
     # a late webhook for a reconciled version is a duplicate
     late = p.post(version_payload(*dropped[0]))

@@ -14,12 +14,13 @@ import pytest
 import redis
 import uvicorn
 
-from boundaries.enqueue import Enqueuer, fail_fast_celery, fail_fast_redis
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from config.celery_app import make_celery
 from config.settings import Settings
 from producer.app import create_app
+from producer.dispatch import fail_fast_celery
+from producer.enqueue import Enqueuer, fail_fast_redis
 from tests.services import free_port
 
 SECRET = "test-secret-" + uuid.uuid4().hex

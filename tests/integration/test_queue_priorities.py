@@ -33,13 +33,13 @@ def test_webhooks_go_high_and_reconciler_finds_low_unless_overridden(producer_fa
     assert resp.status_code == 202 and found == 1
     queue = {"high": p.settings.queue_high, "low": p.settings.queue_low}
     assert p.redis.llen(queue[webhook_q]) == 1 and p.redis.llen(queue[reconciler_q]) == 1
-    assert p.registry.find_job(lost[0], 1, p.settings.model_version)["priority"] == reconciler_q
+    assert p.registry.jobs.find(lost[0], 1, p.settings.model_version)["priority"] == reconciler_q
 
 
 def test_a_free_worker_takes_every_high_job_before_any_low_one(make_stack, monkeypatch, redis_url, db_schema):
     # given: 4 low jobs queued first, then 3 high ones, before any worker runs (tiny real videos, inline runner)
-    from boundaries.enqueue import Enqueuer
     from boundaries.model_versions import CLASSICAL_MODEL_VERSION as CMV
+    from producer.enqueue import Enqueuer
     from tests.integration.faults import copy_video, set_faults, synthetic_video
 
     set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO)
@@ -67,6 +67,6 @@ def test_a_free_worker_takes_every_high_job_before_any_low_one(make_stack, monke
     jobs = {vid: s.wait_job(vid, CMV, timeout_s=120) for vid, _ in videos}
 
     # then: the three high jobs started first (strict priority), then the low ones
-    started = sorted(videos, key=lambda v: s.registry.attempts_of(str(jobs[v[0]]["id"]))[0]["started_at"])
+    started = sorted(videos, key=lambda v: s.registry.jobs.attempts_of(str(jobs[v[0]]["id"]))[0]["started_at"])
     assert [p for _, p in started] == ["high"] * 3 + ["low"] * 4, started
     assert all(j["status"] == "completed" for j in jobs.values())

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
+from boundaries_cli.embedded import child_env
 from tests.conftest import REPO
 from tests.integration.faults import counters, read_counts, set_faults, synthetic_video
-from worker.embedded import child_env
 
 SLOW = "tests.integration.faults:slow_local"
 
@@ -107,7 +107,8 @@ def test_kill_9_of_the_worker_main_process_mid_job(make_stack, monkeypatch, redi
     assert job["status"] == "completed", job["error_message"]
     assert time.monotonic() - posted_at >= s.settings.visibility_timeout_s  # redelivered, not re-sent early
     assert job["attempts"] == 2
-    assert [a["outcome"] for a in s.registry.attempts_of(job["id"])] == [None, "completed"]  # A never finished
+    # A never finished: closed as abandoned when B claimed the job
+    assert [a["outcome"] for a in s.registry.jobs.attempts_of(job["id"])] == ["abandoned", "completed"]
     calls = read_counts(cfg, "calls")
     assert len(calls) == 4 and done_by_a
     assert all(calls[k] == 1 for k in done_by_a)  # shards A finished were not recomputed by B
@@ -126,10 +127,10 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
     for name in "XYZ":
         tenant, vid, res = _new_video(s, frames=20)
         s.activate(tenant, vid, res)
-        ids[name] = (vid, s.registry.record_job(JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1,
+        ids[name] = (vid, s.registry.jobs.record(JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1,
                                                          model_version=MV))[0])
-    s.registry.start_attempt(ids["Y"][1])
-    s.registry.start_attempt(ids["Z"][1])
+    s.registry.jobs.claim(ids["Y"][1])
+    s.registry.jobs.claim(ids["Z"][1])
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         c.execute(f"UPDATE {db_schema}.boundary_inference_jobs SET updated_at = now() - interval '1 minute'"
                   " WHERE id = %s", (ids["X"][1],))
@@ -138,7 +139,7 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
     s.start_worker()
 
     # when
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "sweep"], env=child_env(s.settings), cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "boundaries_cli.main", "sweep"], env=child_env(s.settings), cwd=REPO,
                          capture_output=True, text=True, timeout=60)
 
     # then: X and Y are sent and complete; Z (live) is left alone
@@ -148,8 +149,8 @@ def test_sweep_requeues_abandoned_running_jobs_and_unsent_queued_jobs(make_stack
     for name in "XY":
         job = s.wait_job(ids[name][0], MV, timeout_s=60)
         assert job["status"] == "completed", job["error_message"]
-    assert s.registry.get_job(ids["Z"][1])["status"] == "running"
-    attempts = s.registry.attempts_of(ids["Y"][1])
+    assert s.registry.jobs.get(ids["Z"][1])["status"] == "running"
+    attempts = s.registry.jobs.attempts_of(ids["Y"][1])
     assert [(a["attempt"], a["outcome"]) for a in attempts] == [(1, "abandoned"), (2, "completed")]
 
 

@@ -16,9 +16,9 @@ import psycopg
 from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from boundaries.results_db import read_results_db
 from boundaries.shards import plan_shards, shard_id
+from boundaries_cli.embedded import child_env
 from tests.conftest import REPO
 from tests.integration.faults import copy_video, read_counts, set_faults, synthetic_video
-from worker.embedded import child_env
 
 FLAKY = "tests.integration.faults:flaky"
 
@@ -74,7 +74,7 @@ def test_transient_failures_retry_and_recompute_only_missing_shards(make_stack, 
 
 
 def _cli(settings, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=child_env(settings), cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "boundaries_cli.main", *args], env=child_env(settings), cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -174,7 +174,7 @@ def test_a_job_whose_message_is_sent_three_times_runs_once(make_stack, monkeypat
     # "unsent" row whose mark_sent had failed, and a sweep of a long backlog): three messages, one job
     import redis as redis_lib
 
-    from boundaries.enqueue import Enqueuer
+    from producer.enqueue import Enqueuer
 
     cfg = set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO)
     s = make_stack(runner_factory=FLAKY)
@@ -182,7 +182,7 @@ def test_a_job_whose_message_is_sent_three_times_runs_once(make_stack, monkeypat
     resp = s.post(s.activate(tenant, vid, res))
     assert resp.status_code == 202, resp.text
     enq = Enqueuer.from_settings(s.settings)
-    row = s.registry.get_job(resp.json()["job_id"])
+    row = s.registry.jobs.get(resp.json()["job_id"])
     enq.send_existing(row)
     enq.send_existing(row, source="sweep")
     enq.registry.db.close()
@@ -201,7 +201,7 @@ def test_a_job_whose_message_is_sent_three_times_runs_once(make_stack, monkeypat
     assert job["status"] == "completed" and job["attempts"] == 1, job
     assert sum(r.llen(q) for q in queues) == 0
     time.sleep(1.0)  # a duplicate that were to run would start a second attempt now
-    assert s.registry.get_job(job["id"])["attempts"] == 1
+    assert s.registry.jobs.get(job["id"])["attempts"] == 1
     assert all(n == 1 for n in read_counts(cfg, "computed").values()) and read_counts(cfg, "computed")
     runs = _rows(pg_dsn, db_schema, "SELECT wasabi_storage_key FROM {s}.boundary_inference_runs WHERE video_id = %s",
                  vid)

@@ -45,7 +45,7 @@ def test_app_environment_names_only_real_settings_and_parses():
 
 
 def test_app_commands_are_cli_commands():
-    from worker.cli import build_parser
+    from boundaries_cli.main import build_parser
 
     parser = build_parser()
     for name in ("producer", "worker", "migrate", "reconciler", "sweeper"):

@@ -6,9 +6,9 @@ import psutil
 import redis
 from pydantic import SecretStr
 
+from boundaries_cli.embedded import with_embedded_services
 from config.celery_app import redis_py_url
 from config.settings import Settings
-from worker.embedded import with_embedded_services
 
 
 def test_embedded_redis_is_gone_after_the_stack_closes_despite_open_clients(tmp_path):

@@ -184,7 +184,7 @@ def _checkpoint(path: Path, run_id: str | None = "mrn0fkfd", weight: float = 1.0
 def test_upload_puts_checkpoint_under_its_model_version_and_refuses_overwrite(tmp_path):
     import hashlib
 
-    from worker.upload_checkpoint import upload_checkpoint
+    from boundaries_cli.upload_checkpoint import upload_checkpoint
 
     # Given a checkpoint and an empty volume
     ckpt = _checkpoint(tmp_path / "best.pt")
@@ -206,7 +206,7 @@ def test_upload_puts_checkpoint_under_its_model_version_and_refuses_overwrite(tm
 
 def test_upload_rejects_a_checkpoint_without_run_id(tmp_path):
     from boundaries.errors import CheckpointError
-    from worker.upload_checkpoint import upload_checkpoint
+    from boundaries_cli.upload_checkpoint import upload_checkpoint
 
     vol = FakeVolume()
     with pytest.raises(CheckpointError, match="wandb_run_id"):
@@ -217,8 +217,8 @@ def test_upload_rejects_a_checkpoint_without_run_id(tmp_path):
 
 
 def test_cli_has_upload_command():
-    from worker.cli import build_parser
-    from worker.upload_checkpoint import cmd_upload
+    from boundaries_cli.main import build_parser
+    from boundaries_cli.upload_checkpoint import cmd_upload
 
     args = build_parser().parse_args(["upload-checkpoint", "m.pt", "--force"])
     assert (args.func, args.checkpoint, args.force) == (cmd_upload, "m.pt", True)

@@ -10,10 +10,9 @@ which the worker's claim by status and attempt makes harmless:
    is a duplicate after one primary-key read (no INSERT); one finding ``pending`` (a request in flight, or
    one that died) or a job id without a job falls through to step 2, so a key left by a crashed or
    failed request never hides work. Other sources always fall through; ``replay`` skips the key.
-2. ``Registry.record_job`` — the UNIQUE key in PostgreSQL is the source of truth. The job row is
+2. ``Jobs.record`` — the UNIQUE key in PostgreSQL is the source of truth. The job row is
    written ``queued`` *before* the task is sent.
-3. ``send_task`` by name (``boundaries.process_video``) to the priority's queue, kwargs
-   ``{"event": event.model_dump(mode="json")}`` with ``job_id`` set; then the row's ``sent_at`` is set.
+3. :func:`producer.dispatch.dispatch` sends the job's message; then the row's ``sent_at`` is set.
    A ``queued`` row left without ``sent_at`` (the send failed and so did the undo) is re-sent by the
    reconciler after ``settings.resend_unsent_after_s``.
 
@@ -28,26 +27,27 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import psycopg
+import psycopg_pool
+import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from boundaries.errors import TransientError
-from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
+from boundaries.events import JobEvent
+from boundaries.registry.db import Database
+from boundaries.registry.registry import Registry
+from config.celery_app import redis_py_url
+from producer.dispatch import QueueUnavailable, dispatch, dispatch_rows, producer_celery
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from boundaries.registry.registry import Registry
     from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 _PENDING = "pending"
-
-
-class QueueUnavailable(TransientError):
-    """Redis, the Celery broker or the registry could not be reached; retry later (HTTP 503)."""
-
-    error_type = "queue_unavailable"
 
 
 @dataclass
@@ -73,48 +73,18 @@ def fail_fast_redis(url: str, timeout_s: float = 2.0):
     connection error (a socket broken by a Redis restart), none on a timeout (a hung Redis would
     double the wait).
     """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=min(0.5, timeout_s),
                                 retry=retry)
 
 
-def fail_fast_celery(celery_app: Celery, timeout_s: float = 2.0) -> Celery:
-    """Make ``send_task`` on ``celery_app`` fail in about ``timeout_s`` when the broker is down or hung
-    (instead of ~6 s, or never).
-
-    Only for a producer-side app: it shortens broker connect/socket timeouts and retries. Returns the app.
-    """
-    conf = celery_app.conf
-    conf.broker_transport_options = {**(conf.broker_transport_options or {}),
-                                     "socket_connect_timeout": min(0.5, timeout_s), "socket_timeout": timeout_s,
-                                     "max_retries": 0}
-    conf.broker_connection_timeout = 1
-    return celery_app
-
-
 def _is_redis_error(e: BaseException) -> bool:
-    import redis
-
     return isinstance(e, redis.exceptions.RedisError | OSError)
-
-
-def _is_broker_error(e: BaseException) -> bool:
-    import kombu.exceptions
-    import redis
-
-    return isinstance(e, kombu.exceptions.OperationalError | redis.exceptions.RedisError | OSError)
 
 
 def _is_db_error(e: BaseException) -> bool:
     """The registry cannot take the write now (down, hung, restarting, read-only standby after a
     failover): retry later. Errors of our SQL or data (ProgrammingError, DataError…) are not."""
-    import psycopg
-    import psycopg_pool
-
     return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
                       | psycopg.errors.ReadOnlySqlTransaction)
 
@@ -136,16 +106,11 @@ class Enqueuer:
         Raises:
             ValueError: ``redis_url`` or ``database_url`` is not set.
         """
-        from boundaries.registry.db import Database
-        from boundaries.registry.registry import Registry
-        from config.celery_app import make_celery, redis_py_url
-
         if settings.database_url is None or not settings.redis_url:
             raise ValueError("Enqueuer.from_settings needs redis_url and database_url (BOUNDARIES_*)")
         registry = Registry(Database(settings.database_url.get_secret_value(), settings.db_schema))
         client = fail_fast_redis(redis_py_url(settings.redis_url), settings.producer_redis_timeout_s)
-        return cls(settings, registry, client,
-                   fail_fast_celery(make_celery(settings), settings.producer_redis_timeout_s))
+        return cls(settings, registry, client, producer_celery(settings))
 
     def enqueue(self, event: JobEvent, *, wait_for_owner: bool = True) -> EnqueueResult:
         """Record and send ``event`` unless a job with its idempotency key exists.
@@ -159,8 +124,6 @@ class Enqueuer:
         Raises:
             QueueUnavailable: Redis / the broker / PostgreSQL unreachable; nothing of this call is left.
         """
-        from config.celery_app import queue_for
-
         key = dedupe_key(self.settings, event)
         log_ = log.bind(idempotency_key=event.idempotency_key, source=event.source)
         own_key = False
@@ -170,7 +133,7 @@ class Enqueuer:
                 if not own_key and event.source == "webhook":
                     held = self.redis.get(key)
                     job_id = held.decode() if isinstance(held, bytes) else held
-                    if job_id not in (None, _PENDING) and self.registry.get_job(job_id) is not None:
+                    if job_id not in (None, _PENDING) and self.registry.jobs.get(job_id) is not None:
                         return EnqueueResult(job_id, "duplicate")
                     # 'pending' (a request in flight, or one that failed or died before it could clear the
                     # key) or a released job: the registry's unique key decides below
@@ -183,7 +146,7 @@ class Enqueuer:
 
         for _round in range(3):
             try:
-                job_id, created = self.registry.record_job(event)
+                job_id, created = self.registry.jobs.record(event)
                 # another request's job: answer "duplicate" only once it is sent (or past queued), never
                 # while its owner may still undo it (a failed send deletes the row)
                 if job_id is None:  # the row we conflicted with was undone meanwhile
@@ -229,18 +192,11 @@ class Enqueuer:
             raise QueueUnavailable(f"job {event.idempotency_key} was undone by its owner three times; retry later")
 
         queued = event.model_copy(update={"job_id": job_id})
-        queue = queue_for(self.settings, event.priority)
         try:
-            self.celery.send_task(
-                PROCESS_VIDEO_TASK, kwargs={"event": queued.model_dump(mode="json")}, queue=queue,
-                retry=False,
-            )
-        except Exception as e:
+            queue = dispatch(self.celery, self.settings, queued)
+        except Exception:
             self._undo_job(job_id, event)
             self._forget(key, own_key)
-            if _is_broker_error(e):
-                msg = f"broker unreachable sending job {job_id} to queue {queue!r}: {e}"
-                raise QueueUnavailable(msg) from e
             raise
         self._mark_sent(job_id)
         if event.source != "replay":  # also over a 'pending' left by a failed or dead request
@@ -255,34 +211,24 @@ class Enqueuer:
         Raises:
             QueueUnavailable: the broker is unreachable.
         """
-        from config.celery_app import queue_for
-
-        event = JobEvent.from_job_row(row, source)
-        queue = queue_for(self.settings, event.priority)
-        try:
-            self.celery.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")},
-                                  queue=queue, retry=False)
-        except Exception as e:
-            if _is_broker_error(e):
-                raise QueueUnavailable(f"broker unreachable re-sending job {event.job_id}: {e}") from e
-            raise
+        dispatch(self.celery, self.settings, JobEvent.from_job_row(row, source))
 
     def _send_orphan(self, job_id: str) -> bool:
         """Claim and send ``job_id`` if it is queued, unsent and older than ``resend_unsent_after_s``.
 
         Returns whether it was sent. Raises QueueUnavailable (the claim undone) when the broker is down.
         """
-        rows = self.registry.claim_unsent_jobs(self.settings.resend_unsent_after_s, limit=1, job_id=job_id)
+        rows = self.registry.jobs.claim_unsent(self.settings.resend_unsent_after_s, limit=1, job_id=job_id)
         if not rows:
             return False
-        self.registry.send_claimed(rows, lambda row: self.send_existing(row, source="webhook"))
+        dispatch_rows(self.celery, self.settings, self.registry.jobs, rows, "webhook")
         log.warning("enqueue.sent_orphaned_job", job_id=job_id)
         return True
 
     def send_state(self, job_id: str) -> Literal["sent", "unsent", "gone"]:
         """Whether a recorded job's message is out: ``sent`` (``sent_at`` set, or no longer queued),
         ``unsent``, or ``gone`` (the row was undone). Raises psycopg errors of the registry."""
-        row = self.registry.job_send_state(job_id)
+        row = self.registry.jobs.send_state(job_id)
         if row is None:
             return "gone"
         return "sent" if row["status"] != "queued" or row["sent_at"] is not None else "unsent"
@@ -306,7 +252,7 @@ class Enqueuer:
     # --- undo helpers (best effort: the service may be the one that is down) ----------------------
     def _mark_sent(self, job_id: str) -> None:
         try:
-            self.registry.mark_sent(job_id)
+            self.registry.jobs.mark_sent(job_id)
         except Exception as e:  # the message is out; at worst the reconciler sends a harmless duplicate
             log.warning("enqueue.mark_sent_failed", job_id=job_id, error=str(e))
 
@@ -326,13 +272,7 @@ class Enqueuer:
 
     def _undo_job(self, job_id: str, event: JobEvent) -> None:
         """Delete the job row this call created and never sent (a replayed job goes back to failed)."""
-        try:
-            with self.registry.db.connection() as c:
-                if event.source == "replay":
-                    c.execute("UPDATE boundary_inference_jobs SET status = 'failed', updated_at = now()"
-                              " WHERE id = %s AND status = 'queued' AND sent_at IS NULL", (job_id,))
-                else:  # never a row another request has sent meanwhile (an orphan re-send)
-                    c.execute("DELETE FROM boundary_inference_jobs WHERE id = %s AND status = 'queued'"
-                              " AND sent_at IS NULL", (job_id,))
+        try:  # never a row another request has sent meanwhile (an orphan re-send)
+            self.registry.jobs.undo(job_id, replay=event.source == "replay")
         except Exception as e:
             log.error("enqueue.undo_failed", job_id=job_id, error=str(e))

@@ -78,7 +78,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def add_upload_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``upload-checkpoint`` on the CLI's subparsers (worker/cli.py build_parser)."""
+    """Register ``upload-checkpoint`` on the CLI's subparsers (boundaries_cli/main.py build_parser)."""
     p = sub.add_parser("upload-checkpoint",
                        help=f"put a checkpoint on Modal volume {VOLUME_NAME!r} as /checkpoints/{{model_version}}.pt")
     p.add_argument("checkpoint", help="a user's channel_fusion_lora_spatial checkpoint (.pt)")

@@ -32,9 +32,9 @@ from boundaries.results_db import read_results_db
 from boundaries.segments import Segment, segments_from_labels
 from boundaries.shards import plan_shards
 from boundaries.storage.factory import store_from_settings
+from boundaries_cli.embedded import child_env, with_embedded_services
 from config.settings import PLACEHOLDER_WEBHOOK_SECRET, Settings
 from worker.deps import database
-from worker.embedded import child_env, with_embedded_services
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Second adversarial review of the webhook producer: the round-1 fixes (request deadline with abandoned
+"""Sending, undoing and re-sending jobs in the producer: the fixes (request deadline with abandoned
 worker threads, the short-lived 'pending' dedupe marker that falls through to the registry, ``sent_at`` +
 the reconciler's ``resend_unsent``, migration 002) and their interplay, over real HTTP, Redis and PostgreSQL.
 
@@ -28,7 +28,7 @@ from boundaries.events import JobEvent
 from boundaries.registry.db import Database
 from producer.reconciler import reconcile, resend_unsent
 from tests.integration import test_producer_support as support
-from tests.integration.test_producer_break import _dedupe_key, _ExplodingCelery, _jobs
+from tests.integration.test_producer_hung_services_and_races import _dedupe_key, _ExplodingCelery, _jobs
 from tests.integration.test_producer_support import SECRET, version_payload
 from tests.services import free_port
 
@@ -183,9 +183,8 @@ def test_producer_process_exits_on_sigterm_while_an_abandoned_enqueue_waits_on_p
 
 
 def test_a_sweep_whose_send_fails_leaves_its_jobs_for_the_resend(producer_factory, video_id, tenant_id):
-    import kombu.exceptions
-
-    from boundaries.registry.liveness import sweep
+    from producer.dispatch import QueueUnavailable
+    from producer.sweep import sweep
 
     # Given a job whose worker died (running, heartbeat an hour old; its message was consumed), and a sweep
     # that requeues it while the broker is briefly unreachable (send_task fails after the UPDATE committed)
@@ -195,15 +194,15 @@ def test_a_sweep_whose_send_fails_leaves_its_jobs_for_the_resend(producer_factor
     with p.registry.db.connection() as c:
         c.execute("UPDATE boundary_inference_jobs SET status = 'running', attempts = 1,"
                   " heartbeat_at = now() - interval '1 hour' WHERE id = %s", (job_id,))
-    with pytest.raises(kombu.exceptions.OperationalError):
-        sweep(p.settings, p.registry, _ExplodingCelery(lambda: None))
-    job = p.registry.get_job(job_id)
+    with pytest.raises(QueueUnavailable):
+        sweep(p.settings, p.registry.jobs, _ExplodingCelery(lambda: None))
+    job = p.registry.jobs.get(job_id)
     assert job["status"] == "queued" and p.queued() == []
     # When the broker is back and the reconciler and the sweep run again (the sweep's docstring: "a job whose
     # send fails stays queued and is found again by the next sweep")
     time.sleep(2.2)
     resent = reconcile(p.settings, p.registry, p.enqueuer, limit=10)
-    swept = sweep(p.settings, p.registry, p.enqueuer.celery)
+    swept = sweep(p.settings, p.registry.jobs, p.enqueuer.celery)
     # Then the job gets a message. Before: the sweep bumped updated_at (so the next sweep skips it for
     # sweep_queued_after_s, 30 min) and left sent_at set although nothing was sent (so resend_unsent, which
     # only takes sent_at IS NULL, never does): a requeued job waits 30 min behind a one-second broker blip
@@ -243,10 +242,11 @@ def read_only_redis(tmp_path):
 
 
 def test_readyz_is_not_ready_when_redis_refuses_writes(read_only_redis, pg_dsn, db_schema):
-    from boundaries.enqueue import fail_fast_celery, fail_fast_redis
     from boundaries.registry.registry import Registry
     from config.celery_app import make_celery
     from producer.app import create_app
+    from producer.dispatch import fail_fast_celery
+    from producer.enqueue import fail_fast_redis
     from tests.integration.test_producer_support import ServerThread, make_settings
 
     db = Database(pg_dsn, db_schema)
@@ -317,9 +317,9 @@ def test_concurrent_resend_unsent_sends_each_unsent_job_once_and_never_a_sent_on
     for i in range(8):
         ev = JobEvent(video_id=str(uuid.uuid4()), tenant_id=tenant_id, cropped_frames_version=1,
                       model_version=p.settings.model_version, source="webhook")
-        job_id, _ = p.registry.record_job(ev)  # recorded, never sent (a producer that died mid-enqueue)
+        job_id, _ = p.registry.jobs.record(ev)  # recorded, never sent (a producer that died mid-enqueue)
         if i % 2:
-            p.registry.mark_sent(job_id)
+            p.registry.jobs.mark_sent(job_id)
             sent.append(job_id)
         else:
             unsent.append(job_id)
@@ -417,7 +417,7 @@ def test_a_job_undone_between_insert_and_select_is_recorded_again_not_a_500(prod
     p = producer_factory()
     ev = JobEvent(video_id=video_id, tenant_id=tenant_id, cropped_frames_version=1,
                   model_version=p.settings.model_version, source="webhook")
-    p.registry.record_job(ev)  # another request's row, about to be undone (its send failed)
+    p.registry.jobs.record(ev)  # another request's row, about to be undone (its send failed)
     live = p.enqueuer.registry
     p.enqueuer.registry = Registry(_UndoAfterConflict(live.db, pg_dsn))
     try:
@@ -443,7 +443,7 @@ def test_reconcile_loop_survives_an_unreachable_redis(pg_dsn, db_schema):
                   (video_id, tenant_id))
         c.execute(f"INSERT INTO {db_schema}.cropped_frames_versions (video_id, tenant_id, version, status)"
                   " VALUES (%s, %s, 1, 'active')", (video_id, tenant_id))
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "reconcile", "--loop"], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "boundaries_cli.main", "reconcile", "--loop"], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4)

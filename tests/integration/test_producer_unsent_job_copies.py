@@ -1,6 +1,6 @@
-"""Fourth adversarial review of the webhook producer (real HTTP, Redis and PostgreSQL).
+"""Copies of one unsent job and short deadlines (real HTTP, Redis and PostgreSQL).
 
-Each test reproduced a defect found in this round and failed before its fix: copies of one unsent job
+Each test reproduced a defect and failed before its fix: copies of one unsent job
 starving unrelated webhooks of worker threads, and a one-second deadline alone being refused.
 """
 
@@ -17,7 +17,7 @@ from boundaries.events import JobEvent
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from config.settings import Settings
-from tests.integration import test_producer_break as brk
+from tests.integration import test_producer_hung_services_and_races as brk
 from tests.integration.test_producer_support import SECRET, version_payload
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def test_copies_of_an_unsent_job_do_not_starve_other_events(owned, pg_dsn, db_sc
     server, settings, _app = owned()
     reg = Registry(Database(pg_dsn, db_schema))
     vid, tid = str(uuid.uuid4()), str(uuid.uuid4())
-    reg.record_job(JobEvent(video_id=vid, tenant_id=tid, cropped_frames_version=1,
+    reg.jobs.record(JobEvent(video_id=vid, tenant_id=tid, cropped_frames_version=1,
                             model_version=settings.model_version, priority="high", source="webhook"))
     fresh = [version_payload(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(5)]
     try:

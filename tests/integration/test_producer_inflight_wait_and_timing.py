@@ -1,4 +1,5 @@
-"""Fifth adversarial review of the webhook producer (real HTTP, Redis and PostgreSQL).
+"""The in-flight wait, timing settings and connection priming of the producer (real HTTP, Redis and
+PostgreSQL).
 
 Focus: the shared in-flight poll (producer/inflight.py), the producer's timing settings and the
 warm-up's priming of registry connections. The first two tests reproduced defects (fixed: each caller
@@ -19,7 +20,7 @@ from boundaries.events import JobEvent
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from producer.app import create_app
-from tests.integration import test_producer_break as brk
+from tests.integration import test_producer_hung_services_and_races as brk
 from tests.integration.test_producer_support import SECRET, ServerThread, clear_queues, make_settings, version_payload
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def test_a_later_copy_gets_its_own_wait_not_the_first_copys_leftover(owned, pg_d
     server, settings, _app = owned()
     reg = Registry(Database(pg_dsn, db_schema))
     vid, tid = str(uuid.uuid4()), str(uuid.uuid4())
-    job_id, _ = reg.record_job(JobEvent(video_id=vid, tenant_id=tid, cropped_frames_version=1,
+    job_id, _ = reg.jobs.record(JobEvent(video_id=vid, tenant_id=tid, cropped_frames_version=1,
                                         model_version=settings.model_version, priority="high", source="webhook"))
     answers: dict[str, tuple[int, float]] = {}
 
@@ -56,7 +57,7 @@ def test_a_later_copy_gets_its_own_wait_not_the_first_copys_leftover(owned, pg_d
         second = threading.Thread(target=copy, args=("second", t1))
         second.start()
         time.sleep(max(0.0, 1.3 - (time.perf_counter() - t0)))
-        reg.mark_sent(job_id)
+        reg.jobs.mark_sent(job_id)
         first.join(10)
         second.join(10)
         # Then the second copy, still inside its own wait, sees the job sent: 200 duplicate. (Observed:

@@ -1,4 +1,4 @@
-"""Breaker tests: inputs that made the worker publish a partial results database or burn retries.
+"""Inputs that made the worker publish a partial results database or burn retries.
 
 Real PostgreSQL and a real local object store; the Celery task body (:func:`worker.tasks.handle`) is
 called directly (these paths never retry, so no task object is needed).
@@ -41,11 +41,11 @@ def _video(ctx, frames: int, *, status: str | None, total_frames: int | None = N
                                      layout_db_storage_key=res.layout_db_key, total_frames=total_frames,
                                      chunk_count=res.chunk_count, status=status)
     event = JobEvent(video_id=vid, tenant_id=tenant, cropped_frames_version=1, model_version=MV)
-    job_id, _ = deps.registry.record_job(event)
+    job_id, _ = deps.registry.jobs.record(event)
     return tenant, vid, event.model_copy(update={"job_id": job_id}), job_id
 
 
-def test_breaker_version_still_processing_is_not_published_and_is_found_again_when_active(ctx):
+def test_version_still_processing_is_not_published_and_is_found_again_when_active(ctx):
     # given: the `videos` webhook (current_cropped_frames_version changed) arrives while the cropping
     # service is still writing chunks: the version row says 'processing', total_frames unknown, and the
     # first 40 frames of a longer video are uploaded (a consistent, complete-looking prefix)
@@ -58,7 +58,7 @@ def test_breaker_version_still_processing_is_not_published_and_is_found_again_wh
     assert out["status"] == "not_active"
     assert list(deps.store.list_keys(f"videos/{tenant}/{vid}/")) == []
     assert deps.registry.get_run(vid, 1, MV) is None
-    assert deps.registry.find_job(vid, 1, MV) is None  # released: not a failed job hiding the version
+    assert deps.registry.jobs.find(vid, 1, MV) is None  # released: not a failed job hiding the version
     # ... and once the version is active the reconciler finds it (no job blocks it)
     deps.registry.upsert_version(video_id=vid, tenant_id=tenant, version=1, storage_prefix=None,
                                  layout_db_storage_key=None, total_frames=40, chunk_count=1, status="active")
@@ -66,7 +66,7 @@ def test_breaker_version_still_processing_is_not_published_and_is_found_again_wh
     assert [(str(r["video_id"]), r["version"]) for r in pending] == [(vid, 1)]
 
 
-def test_breaker_active_version_still_completes(ctx):
+def test_active_version_still_completes(ctx):
     deps = ctx.deps()
     tenant, vid, event, job_id = _video(ctx, 40, status="active", total_frames=40)
 
@@ -74,10 +74,10 @@ def test_breaker_active_version_still_completes(ctx):
 
     assert out["status"] == "completed", out
     assert out["pairs"] == 39
-    assert deps.registry.get_job(job_id)["status"] == "completed"
+    assert deps.registry.jobs.get(job_id)["status"] == "completed"
 
 
-def test_breaker_one_frame_video_is_rejected_once_not_retried(ctx):
+def test_one_frame_video_is_rejected_once_not_retried(ctx):
     # given: a video of a single frame (no frame pair at all)
     deps = ctx.deps()
     tenant, vid, event, job_id = _video(ctx, 1, status="active", total_frames=1)
@@ -86,7 +86,7 @@ def test_breaker_one_frame_video_is_rejected_once_not_retried(ctx):
 
     # then: a validation rejection after one attempt (not a transient ValueError retried 5 times)
     assert out == {"status": "rejected", "rejection_type": "validation_failed"}
-    job = deps.registry.get_job(job_id)
+    job = deps.registry.jobs.get(job_id)
     assert job["status"] == "failed" and job["attempts"] == 1
     with deps.registry.db.connection() as c:
         rows = c.execute("SELECT rejection_type, frame_count FROM boundary_inference_rejections"

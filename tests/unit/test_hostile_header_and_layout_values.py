@@ -1,4 +1,4 @@
-"""Breaker tests: hostile values in webhook headers and layout.db rows give the documented error,
+"""Hostile values in webhook headers and layout.db rows give the documented error,
 never an unrelated exception (a 5xx from the producer, a transient retry loop in the worker)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ HMAC = SecretStr("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
 
 
 @pytest.mark.parametrize("ts", ["1" + "0" * 400, "-" + "9" * 400])
-def test_breaker_huge_webhook_timestamp_is_unauthorized_not_overflow(ts):
+def test_huge_webhook_timestamp_is_unauthorized_not_overflow(ts):
     body = b"{}"
     headers = {"webhook-id": "msg_1", "webhook-timestamp": ts,
                "webhook-signature": sign(HMAC, "msg_1", int(time.time()), body)}
@@ -38,6 +38,6 @@ def _layout(**vals) -> bytes:
 
 @pytest.mark.parametrize("field", ["frame_width", "frame_height", "crop_right", "crop_left"])
 @pytest.mark.parametrize("value", [float("inf"), float("-inf")])
-def test_breaker_infinite_layout_numbers_are_layout_errors(field, value):
+def test_infinite_layout_numbers_are_layout_errors(field, value):
     with pytest.raises(LayoutError, match=field.split("_")[0]):
         parse_layout_db(_layout(**{field: value}), source="layout.db")

@@ -6,9 +6,9 @@ import json
 import os
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
+from boundaries_cli.args import parse_crop, uuid_arg, video_file
 from config.settings import Settings
 
 
@@ -66,60 +66,40 @@ def cmd_serve(args) -> int:
 def cmd_reconcile(args) -> int:
     """Enqueue active versions without a job and re-send jobs never sent (producer/reconciler.py); with
     ``--loop`` every ``reconcile_interval_s``, surviving errors (they are printed; the next pass retries)."""
-    import time
-
-    from boundaries.enqueue import Enqueuer
+    from boundaries_cli.loops import run_loop
+    from producer.enqueue import Enqueuer
     from producer.reconciler import reconcile
 
     settings = Settings()
     enq = Enqueuer.from_settings(settings)
     try:
-        while True:
-            try:
-                n = reconcile(settings, enq.registry, enq, limit=args.limit)
-            except Exception as e:  # Redis, broker or registry unreachable: keep looping
-                if not args.loop:
-                    raise
-                print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500], "at": datetime.now(UTC).isoformat()}),
-                      flush=True)
-            else:
-                print(json.dumps({"enqueued": n, "at": datetime.now(UTC).isoformat()}), flush=True)
-            if not args.loop:
-                return 0
-            time.sleep(settings.reconcile_interval_s)
+        return run_loop("reconcile", lambda: {"enqueued": reconcile(settings, enq.registry, enq, limit=args.limit)},
+                        interval_s=settings.reconcile_interval_s, loop=args.loop)
     finally:
         enq.registry.db.close()
 
 
 def cmd_sweep(args) -> int:
-    """Requeue running jobs with stale heartbeats and re-send old queued jobs (boundaries/registry/liveness.py)."""
-    import time
-
-    from boundaries.registry.liveness import sweep
-    from config.celery_app import make_celery
+    """Requeue running jobs with stale heartbeats and re-send old queued jobs (producer/sweep.py)."""
+    from boundaries_cli.loops import run_loop
+    from producer.dispatch import producer_celery
+    from producer.sweep import sweep
 
     settings = Settings()
     reg, _ = _registry(settings)
-    app = make_celery(settings)
-    while True:
-        try:
-            res = sweep(settings, reg, app)
-        except Exception as e:  # broker or registry unreachable: the loop survives it (the jobs are kept)
-            if not args.loop:
-                raise
-            print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500], "at": datetime.now(UTC).isoformat()}),
-                  flush=True)
-        else:
-            print(json.dumps({"requeued_running": res.requeued_running, "resent_queued": res.resent_queued,
-                              "at": datetime.now(UTC).isoformat()}), flush=True)
-        if not args.loop:
-            return 0
-        time.sleep(settings.heartbeat_stale_s)
+    app = producer_celery(settings)
+
+    def one_pass() -> dict:
+        res = sweep(settings, reg.jobs, app)
+        return {"requeued_running": res.requeued_running, "resent_queued": res.resent_queued}
+
+    try:
+        return run_loop("sweep", one_pass, interval_s=settings.heartbeat_stale_s, loop=args.loop)
+    finally:
+        reg.db.close()
 
 
 def add_commands(sub) -> None:
-    from worker.cli import parse_crop, uuid_arg, video_file
-
     i = sub.add_parser("ingest", help="write a video's caption band to the frame store and register it active")
     i.add_argument("video", type=video_file)
     i.add_argument("--crop", type=parse_crop, required=True)

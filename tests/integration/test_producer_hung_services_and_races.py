@@ -1,6 +1,7 @@
-"""Adversarial tests of the webhook producer (issue 6 contract), over real HTTP with real Redis/PostgreSQL.
+"""The webhook producer under hung or failing services, odd inputs and races (issue 6 contract), over
+real HTTP with real Redis/PostgreSQL.
 
-The first group reproduced defects found by an adversarial review (each failed before its fix: hung
+The first group reproduced defects found by review (each failed before its fix: hung
 PostgreSQL/Redis, start-up with hung services, dedupe markers hiding events, a job recorded but never
 sent, the placeholder secret, huge JSON integers, a read-only registry); the rest are attacks that held up.
 """
@@ -19,13 +20,14 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from boundaries.enqueue import fail_fast_redis
 from boundaries.registry.db import Database
 from boundaries.registry.registry import Registry
 from config.settings import Settings
 from producer.app import create_app
+from producer.enqueue import fail_fast_redis
 from producer.reconciler import reconcile
 from tests.integration import test_producer_support as support
+from tests.integration.faults import fail_job
 from tests.integration.test_producer_support import (
     SECRET,
     ServerThread,
@@ -329,7 +331,7 @@ def test_job_recorded_but_never_sent_is_sent_once_after_the_grace(producer_facto
     assert again.status_code == 202 and again.json()["status"] == "queued", again.text
     reconciled = reconcile(p.settings, p.registry, p.enqueuer, limit=10)
     # Then exactly one message, sent once the grace was over (before the fix only the sweep re-sent such a
-    # job, after sweep_queued_after_s = 30 min); resend_unsent alone is covered in test_producer_break2.py
+    # job, after sweep_queued_after_s = 30 min); resend_unsent alone is covered in test_producer_send_undo_and_resend.py
     jobs = _jobs(p.registry, video_id)
     assert len(p.queued()) == 1, (again.status_code, again.text, reconciled, [j["status"] for j in jobs])
     assert reconciled == 0 and jobs[0]["sent_at"] is not None
@@ -643,7 +645,7 @@ def test_replay_racing_a_webhook_sends_once_per_round(producer_factory, video_id
     p = producer_factory()
     first = p.post(version_payload(video_id, tenant_id))
     job_id = first.json()["job_id"]
-    p.registry.fail_job(job_id, "boom")
+    fail_job(p.registry.jobs, job_id)
     barrier = threading.Barrier(2)
     out: list[str] = []
 

@@ -1,0 +1,328 @@
+"""The job state machine: the ONE module that writes ``boundary_inference_jobs`` and
+``boundary_inference_job_attempts`` rows (COMPAT.md §6, ARCHITECTURE.md "Packages").
+
+Every state change is a named transition, one transaction, guarded by its precondition (a
+transition whose precondition no longer holds changes nothing and says so)::
+
+    record ──▶ queued ──claim──▶ running ──complete──▶ completed
+                 ▲                 │ ├──retry──────▶ queued (the attempt closed as ``retry``)
+                 │                 │ ├──release────▶ (row deleted: the reconciler finds the version again)
+                 │                 │ ├──reject─────▶ failed  (+ a rejection row)
+                 │                 │ └──dead_letter▶ failed  (+ a dead letter)
+                 └────requeue──────┘   (the sweep: a running job whose heartbeat went stale)
+    failed ──record(source="replay")──▶ queued        undo: a queued row never sent is deleted
+
+``heartbeat`` refreshes a running attempt; ``mark_sent`` / ``unmark_sent`` / ``claim_unsent`` keep the
+``sent_at`` bookkeeping of the producer's sends. Reads (``get``, ``find``, ``attempts_of`` …) live here
+too so that callers need one object for a job.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from boundaries.errors import TransientError
+from boundaries.events import JobEvent
+from boundaries.registry.db import Database
+
+
+class JobBusy(TransientError):
+    """The job is running on another live worker (fresh heartbeat); try again later."""
+
+    error_type = "job_busy"
+
+
+_JOBS = "boundary_inference_jobs"
+_ATTEMPTS = "boundary_inference_job_attempts"
+
+
+def _close_attempt(c, job_id: str, attempt: int, outcome: str, error_type: str | None,
+                   error_message: str | None) -> None:
+    c.execute(f"UPDATE {_ATTEMPTS} SET finished_at = now(), outcome = %s, error_type = %s, error_message = %s"
+              " WHERE job_id = %s AND attempt = %s",
+              (outcome, error_type, None if error_message is None else error_message[:2000], job_id, attempt))
+
+
+class Jobs:
+    """Job and attempt rows of one registry schema (``db``). Thread-safe (one pooled connection per call)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict | None:
+        with self.db.connection() as c:
+            return c.execute(f"SELECT * FROM {_JOBS} WHERE id = %s", (job_id,)).fetchone()
+
+    def find(self, video_id: str, version: int, model_version: str) -> dict | None:
+        with self.db.connection() as c:
+            return c.execute(
+                f"SELECT * FROM {_JOBS} WHERE video_id = %s AND cropped_frames_version = %s AND model_version = %s",
+                (video_id, version, model_version),
+            ).fetchone()
+
+    def send_state(self, job_id: str) -> dict | None:
+        """``{"status", "sent_at"}`` of a job, or None when it does not exist."""
+        with self.db.connection(autocommit=True) as c:
+            return c.execute(f"SELECT status, sent_at FROM {_JOBS} WHERE id = %s", (job_id,)).fetchone()
+
+    def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
+        with self.db.connection() as c:
+            return c.execute(
+                "SELECT attempt, started_at, finished_at, outcome, error_type, error_message"
+                f" FROM {_ATTEMPTS} WHERE job_id = %s ORDER BY attempt", (job_id,),
+            ).fetchall()
+
+    def attempts_since_replay(self, job_id: str, attempt: int) -> int:
+        """Attempts of the current round: ``attempt`` minus the last attempt that ended the job
+        (``failed``/``rejected``) before a replay. The retry budget (settings.max_attempts) is per round."""
+        with self.db.connection() as c:
+            row = c.execute(
+                f"SELECT COALESCE(max(attempt), 0) AS last FROM {_ATTEMPTS}"
+                " WHERE job_id = %s AND attempt < %s AND outcome IN ('failed', 'rejected')", (job_id, attempt),
+            ).fetchone()
+            return attempt - int(row["last"])
+
+    @staticmethod
+    def prime_connection(conn) -> None:
+        """Plan (EXPLAIN, nothing runs) the producer's statements on ``conn``: a new PostgreSQL backend
+        loads the catalog entries of the jobs table and its indexes on first use, ≈5–20 ms that the
+        first webhooks served by each pooled connection would otherwise pay."""
+        nil = "00000000-0000-0000-0000-000000000000"
+        conn.execute(
+            f"EXPLAIN INSERT INTO {_JOBS} (video_id, tenant_id, cropped_frames_version,"
+            " model_version, status, priority, source) VALUES (%s,%s,1,'m','queued','high','webhook')"
+            " ON CONFLICT (video_id, cropped_frames_version, model_version) DO NOTHING RETURNING id", (nil, nil))
+        conn.execute(f"EXPLAIN SELECT id FROM {_JOBS} WHERE video_id = %s"
+                     " AND cropped_frames_version = 1 AND model_version = 'm'", (nil,))
+        conn.execute(f"EXPLAIN UPDATE {_JOBS} SET sent_at = now() WHERE id = %s", (nil,))
+        conn.execute(f"SELECT status, sent_at FROM {_JOBS} WHERE id = %s", (nil,))
+
+    # --- record / undo / send bookkeeping (producer) --------------------------------------------
+    def record(self, event: JobEvent) -> tuple[str | None, bool]:
+        """Record the job as ``queued`` unless one exists for its idempotency key.
+
+        Returns ``(job_id, created)``, or ``(None, False)`` when the conflicting row was deleted between
+        the INSERT and the SELECT (its owner undid it): the caller tries again. A replay of a ``failed``
+        job puts it back to ``queued`` (with the replay's priority) and counts as created (it must be
+        enqueued again). Each statement commits on its own (autocommit: one round trip on the webhook path).
+        """
+        with self.db.connection(autocommit=True) as c:
+            row = c.execute(
+                f"INSERT INTO {_JOBS} (video_id, tenant_id, cropped_frames_version,"
+                " model_version, status, priority, source) VALUES (%s,%s,%s,%s,'queued',%s,%s)"
+                " ON CONFLICT (video_id, cropped_frames_version, model_version) DO NOTHING RETURNING id",
+                (event.video_id, event.tenant_id, event.cropped_frames_version, event.model_version,
+                 event.priority, event.source),
+            ).fetchone()
+            if row:
+                return str(row["id"]), True
+            if event.source == "replay":
+                row = c.execute(
+                    f"UPDATE {_JOBS} SET status = 'queued', error_message = NULL,"
+                    " completed_at = NULL, updated_at = now(), source = 'replay', sent_at = NULL, priority = %s"
+                    " WHERE video_id = %s AND cropped_frames_version = %s AND model_version = %s"
+                    " AND status = 'failed' RETURNING id",
+                    (event.priority, event.video_id, event.cropped_frames_version, event.model_version),
+                ).fetchone()
+                if row:
+                    return str(row["id"]), True
+            row = c.execute(
+                f"SELECT id FROM {_JOBS} WHERE video_id = %s AND cropped_frames_version = %s AND model_version = %s",
+                (event.video_id, event.cropped_frames_version, event.model_version),
+            ).fetchone()
+            return (str(row["id"]), False) if row else (None, False)
+
+    def undo(self, job_id: str, *, replay: bool) -> bool:
+        """Take back a job this caller recorded and could not send: a ``queued`` row never marked sent
+        is deleted (a replayed one goes back to ``failed``). Never touches a row another request sent
+        meanwhile. Returns whether a row changed."""
+        with self.db.connection() as c:
+            if replay:
+                return c.execute(f"UPDATE {_JOBS} SET status = 'failed', updated_at = now()"
+                                 " WHERE id = %s AND status = 'queued' AND sent_at IS NULL", (job_id,)).rowcount == 1
+            return c.execute(f"DELETE FROM {_JOBS} WHERE id = %s AND status = 'queued' AND sent_at IS NULL",
+                             (job_id,)).rowcount == 1
+
+    def mark_sent(self, job_id: str) -> None:
+        """Record that the job's message was sent (``sent_at``)."""
+        with self.db.connection(autocommit=True) as c:
+            c.execute(f"UPDATE {_JOBS} SET sent_at = now() WHERE id = %s", (job_id,))
+
+    def unmark_sent(self, job_id: str) -> None:
+        """Clear ``sent_at`` of a ``queued`` job whose send failed (the reconciler re-sends it)."""
+        with self.db.connection(autocommit=True) as c:
+            c.execute(f"UPDATE {_JOBS} SET sent_at = NULL WHERE id = %s AND status = 'queued'", (job_id,))
+
+    def claim_unsent(self, older_than_s: float, limit: int = 1000, *, job_id: str | None = None) -> list[dict]:
+        """``queued`` jobs never marked sent whose row is older than ``older_than_s`` seconds (only
+        ``job_id`` when given), marked sent now (so concurrent callers take each once); the caller sends
+        them and calls :meth:`unmark_sent` for any it could not."""
+        with self.db.connection() as c:
+            return c.execute(
+                f"UPDATE {_JOBS} SET sent_at = now() WHERE id IN (SELECT id FROM {_JOBS}"
+                " WHERE status = 'queued' AND sent_at IS NULL"
+                " AND updated_at < now() - make_interval(secs => %s::float8)"
+                " AND (%s::uuid IS NULL OR id = %s::uuid)"
+                " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (older_than_s, job_id, job_id, limit),
+            ).fetchall()
+
+    # --- worker transitions ---------------------------------------------------------------------
+    def claim(self, job_id: str, *, stale_after_s: float | None = None) -> int | None:
+        """Claim the job for one attempt: status ``running``, attempts + 1, a job_attempts row.
+
+        ``stale_after_s``: a ``running`` job is only taken over when its ``heartbeat_at`` is older
+        than this many seconds (its worker vanished); None takes it over unconditionally.
+
+        Returns the attempt number, or None when the job is not claimable (completed, failed, or its row
+        is gone: a redelivered message of a finished job, nothing to do).
+
+        Raises:
+            JobBusy: the job is running with a fresh heartbeat (another live worker has it).
+        """
+        with self.db.connection() as c:
+            row = c.execute(
+                f"UPDATE {_JOBS} SET status = 'running', attempts = attempts + 1,"
+                " started_at = COALESCE(started_at, now()), heartbeat_at = now(), updated_at = now()"
+                " WHERE id = %s AND (status = 'queued' OR (status = 'running' AND (%s::float8 IS NULL"
+                " OR heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %s::float8))))"
+                " RETURNING attempts",
+                (job_id, stale_after_s, stale_after_s),
+            ).fetchone()
+            if row is None:
+                job = c.execute(f"SELECT status, heartbeat_at FROM {_JOBS} WHERE id = %s", (job_id,)).fetchone()
+                if job is not None and job["status"] == "running":
+                    raise JobBusy(f"job {job_id} is running with a fresh heartbeat ({job['heartbeat_at']}); "
+                                  "another worker has it")
+                return None
+            # an earlier attempt that never closed (its worker was killed) is closed as abandoned
+            c.execute(f"UPDATE {_ATTEMPTS} SET finished_at = now(), outcome = 'abandoned',"
+                      " error_message = 'worker lost (attempt never finished)'"
+                      " WHERE job_id = %s AND attempt < %s AND finished_at IS NULL", (job_id, row["attempts"]))
+            c.execute(f"INSERT INTO {_ATTEMPTS} (job_id, attempt) VALUES (%s, %s)", (job_id, row["attempts"]))
+            return int(row["attempts"])
+
+    def heartbeat(self, job_id: str, attempt: int | None = None) -> bool:
+        """Refresh ``heartbeat_at`` of a running job (of ``attempt`` only, when given). Returns
+        False when the job is no longer running that attempt (taken over or finished)."""
+        with self.db.connection() as c:
+            return c.execute(
+                f"UPDATE {_JOBS} SET heartbeat_at = now() WHERE id = %s AND status = 'running'"
+                " AND (%s::int IS NULL OR attempts = %s::int)", (job_id, attempt, attempt),
+            ).rowcount == 1
+
+    def retry(self, job_id: str, attempt: int, error_type: str, error_message: str) -> bool:
+        """Close ``attempt`` as ``retry`` and put the job back to ``queued``, while that attempt still owns
+        it (``running`` with this attempt number). Returns whether the job changed; the caller sends the
+        next message only then."""
+        with self.db.connection() as c:
+            _close_attempt(c, job_id, attempt, "retry", error_type, error_message)
+            return c.execute(
+                f"UPDATE {_JOBS} SET status = 'queued', error_message = %s, updated_at = now()"
+                " WHERE id = %s AND status = 'running' AND attempts = %s", (error_message[:2000], job_id, attempt),
+            ).rowcount == 1
+
+    def complete(self, job_id: str, attempt: int | None, run_uuid: str | None) -> bool:
+        """Mark the job ``completed`` with its run (``boundary_inference_runs.id``) and close ``attempt``
+        (when given) as ``completed``. Returns whether the job row changed."""
+        with self.db.connection() as c:
+            if attempt is not None:
+                _close_attempt(c, job_id, attempt, "completed", None, None)
+            return c.execute(
+                f"UPDATE {_JOBS} SET status = 'completed', completed_at = now(),"
+                " inference_run_id = %s, error_message = NULL, updated_at = now() WHERE id = %s",
+                (run_uuid, job_id),
+            ).rowcount == 1
+
+    def release(self, job_id: str, attempt: int, error_type: str, error_message: str) -> bool:
+        """Delete the job row while ``attempt`` still holds it (``running``), with its attempt rows, so that
+        the reconciler (``Registry.active_versions_without_job``) finds the version again. Returns whether
+        a row was deleted."""
+        with self.db.connection() as c:
+            _close_attempt(c, job_id, attempt, "not_active", error_type, error_message)
+            return c.execute(f"DELETE FROM {_JOBS} WHERE id = %s AND status = 'running' AND attempts = %s",
+                             (job_id, attempt)).rowcount == 1
+
+    def reject(self, job_id: str, attempt: int, event: JobEvent, *, rejection_type: str, message: str,
+               frame_count: int | None = None, estimated_cost_usd: float | None = None) -> str | None:
+        """A permanent refusal (limits, COMPAT.md §6): a rejection row, the attempt closed ``rejected`` and
+        the job ``failed``, in one transaction, only while ``attempt`` owns the job. Returns the rejection's
+        id, or None when superseded (nothing written)."""
+        with self.db.connection() as c:
+            if not self._fail(c, job_id, f"rejected ({rejection_type}): {message}", attempt):
+                return None
+            _close_attempt(c, job_id, attempt, "rejected", rejection_type, message)
+            row = c.execute(
+                "INSERT INTO boundary_inference_rejections (video_id, tenant_id, rejection_type,"
+                " rejection_message, frame_count, estimated_cost_usd, cropped_frames_version, model_version,"
+                " priority) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                (event.video_id, event.tenant_id, rejection_type, message[:2000], frame_count, estimated_cost_usd,
+                 event.cropped_frames_version, event.model_version, event.priority),
+            ).fetchone()
+            return str(row["id"])
+
+    def dead_letter(self, job_id: str, attempt: int, event: dict, *, error_type: str, error_message: str,
+                    traceback: str | None = None) -> str | None:
+        """Give up on the job: the attempt closed ``failed``, the job ``failed`` and a dead letter holding
+        ``event`` (the job's message, JSON), the error and the attempt history, in one transaction, only
+        while ``attempt`` still owns the job (a superseded attempt — its worker stalled and another took
+        over — changes nothing). Returns the dead letter's id, or None when superseded."""
+        with self.db.connection() as c:
+            if not self._fail(c, job_id, f"{error_type}: {error_message}", attempt):
+                return None
+            _close_attempt(c, job_id, attempt, "failed", error_type, error_message)
+            history = c.execute(
+                "SELECT attempt, started_at, finished_at, outcome, error_type, error_message"
+                f" FROM {_ATTEMPTS} WHERE job_id = %s ORDER BY attempt", (job_id,),
+            ).fetchall()
+            row = c.execute(
+                "INSERT INTO boundary_inference_dead_letters (job_id, video_id, tenant_id, cropped_frames_version,"
+                " model_version, event, error_type, error_message, traceback, attempts)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                (job_id, event["video_id"], event["tenant_id"], event["cropped_frames_version"],
+                 event["model_version"], Jsonb(event), error_type, error_message[:4000],
+                 (traceback or "")[-8000:], Jsonb(json.loads(json.dumps(history, default=str)))),
+            ).fetchone()
+            return str(row["id"])
+
+    @staticmethod
+    def _fail(c, job_id: str, message: str, attempt: int) -> bool:
+        return c.execute(
+            f"UPDATE {_JOBS} SET status = 'failed', completed_at = now(), error_message = %s, updated_at = now()"
+            " WHERE id = %s AND status = 'running' AND attempts = %s", (message[:2000], job_id, attempt),
+        ).rowcount == 1
+
+    # --- sweep ----------------------------------------------------------------------------------
+    def requeue(self, *, stale_after_s: float, queued_after_s: float, limit: int = 1000
+                ) -> tuple[list[dict], list[dict]]:
+        """The sweep's transition, one transaction: ``running`` jobs whose heartbeat is older than
+        ``stale_after_s`` go back to ``queued`` (their open attempt closed ``abandoned``), and ``queued``
+        jobs untouched for ``queued_after_s`` are touched; both marked sent now. Returns
+        ``(requeued_running, resent_queued)`` rows; the caller sends them and calls :meth:`unmark_sent`
+        for any it could not."""
+        with self.db.connection() as c:
+            stale = c.execute(
+                f"UPDATE {_JOBS} SET status = 'queued', updated_at = now(), sent_at = now(),"
+                " error_message = 'requeued by sweep: heartbeat stale since ' || heartbeat_at::text"
+                f" WHERE id IN (SELECT id FROM {_JOBS} WHERE status = 'running'"
+                "  AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %s::float8))"
+                "  ORDER BY heartbeat_at NULLS FIRST LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (stale_after_s, limit),
+            ).fetchall()
+            for row in stale:
+                c.execute(f"UPDATE {_ATTEMPTS} SET finished_at = now(), outcome = 'abandoned',"
+                          " error_message = 'worker vanished (stale heartbeat)' WHERE job_id = %s AND attempt = %s"
+                          " AND finished_at IS NULL", (row["id"], row["attempts"]))
+            old = c.execute(
+                f"UPDATE {_JOBS} SET updated_at = now(), sent_at = now()"
+                f" WHERE id IN (SELECT id FROM {_JOBS} WHERE status = 'queued'"
+                "  AND updated_at < now() - make_interval(secs => %s::float8) AND NOT (id = ANY(%s::uuid[]))"
+                "  ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (queued_after_s, [str(r["id"]) for r in stale], limit),
+            ).fetchall()
+        return stale, old
+

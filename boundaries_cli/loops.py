@@ -1,0 +1,53 @@
+"""One daemon-loop helper for the operator loops (``reconcile --loop``, ``sweep --loop``, due retries).
+
+A pass runs at start and then every ``interval_s`` seconds until ``stop`` is set (SIGTERM/SIGINT set it
+when the loop runs in the main thread: the process exits within one pass, never mid-sleep). Each pass
+prints one JSON line (its result, or its error); an error ends only that pass.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+def _print(obj: dict) -> None:
+    print(json.dumps({**obj, "at": datetime.now(UTC).isoformat()}, default=str), flush=True)
+
+
+def run_loop(name: str, one_pass: Callable[[], dict[str, Any]], *, interval_s: float, loop: bool = True,
+             stop: threading.Event | None = None, echo: bool = True) -> int:
+    """Run ``one_pass`` (returns a JSON-able dict) once, or with ``loop`` every ``interval_s`` seconds
+    until ``stop`` is set. Returns 0.
+
+    Raises:
+        whatever ``one_pass`` raises when ``loop`` is False (one pass: the operator sees the error).
+    """
+    stop = stop or threading.Event()
+    if loop and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            result = one_pass()
+        except Exception as e:  # Redis, broker or registry unreachable: the loop survives it
+            if not loop:
+                raise
+            log.warning(f"{name}.failed", error=f"{type(e).__name__}: {e}"[:500], retry_in_s=interval_s)
+            if echo:
+                _print({"error": f"{type(e).__name__}: {e}"[:500]})
+        else:
+            if echo:
+                _print(result)
+        if not loop:
+            return 0
+        stop.wait(interval_s)
+    return 0
