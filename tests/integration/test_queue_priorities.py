@@ -1,5 +1,6 @@
-"""Queue priorities (issue 17): fresh webhooks go to the high queue, reconciler finds (and sweep re-sends,
-replays) to the low one, each overridable; a free worker takes every high job before any low one."""
+"""Queue priorities (issue 17): fresh webhooks go to the high queue, reconciler finds and sweep re-sends
+(and replays: test_dlq_operations.py) to the low one, each overridable; a free worker takes every high
+job before any low one."""
 
 from __future__ import annotations
 
@@ -34,6 +35,30 @@ def test_webhooks_go_high_and_reconciler_finds_low_unless_overridden(producer_fa
     queue = {"high": p.settings.queue_high, "low": p.settings.queue_low}
     assert p.redis.llen(queue[webhook_q]) == 1 and p.redis.llen(queue[reconciler_q]) == 1
     assert p.registry.jobs.find(lost[0], 1, p.settings.model_version)["priority"] == reconciler_q
+
+
+@pytest.mark.parametrize("sweep_priority", ["low", "high"])
+def test_the_sweep_resends_to_its_own_queue(producer_factory, sweep_priority):
+    # given: a webhook's job (high) whose message was lost (the queue emptied) and that nobody touched since
+    import time
+
+    from producer.sweep import sweep
+
+    p = producer_factory(retry_backoff_base_s=0.1, retry_backoff_max_s=0.2, sweep_queued_after_s=0.5,
+                         sweep_priority=sweep_priority)
+    assert p.post(version_payload(*_add_version(p))).status_code == 202
+    assert p.redis.llen(p.settings.queue_high) == 1
+    p.redis.delete(p.settings.queue_high)
+    time.sleep(0.7)
+
+    # when
+    res = sweep(p.settings, p.registry.jobs, p.enqueuer.celery)
+
+    # then: re-sent once, to the sweep's queue
+    queue = {"high": p.settings.queue_high, "low": p.settings.queue_low}[sweep_priority]
+    other = p.settings.queue_low if sweep_priority == "high" else p.settings.queue_high
+    assert len(res.resent_queued) == 1
+    assert p.redis.llen(queue) == 1 and p.redis.llen(other) == 0
 
 
 def test_a_free_worker_takes_every_high_job_before_any_low_one(make_stack, monkeypatch, redis_url, db_schema):
