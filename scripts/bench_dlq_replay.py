@@ -306,7 +306,8 @@ def run_once(label: str, replay_priority: str | None, args) -> dict:
             "dead letters kept, each replayed once": (dls["n"], dls["once"], dls["more"]) == (n_dead, n_dead, 0),
         }
         return {"label": label, "replay_priority": replay_priority, "setup_s": setup_s, "waits": waits,
-                "job_s_median": statistics.median(durations), "replay_send_s": replay_summary["seconds"],
+                "job_s_median": statistics.median(durations), "job_s_p95": pct(durations, 95),
+                "replay_send_s": replay_summary["seconds"],
                 "replay_s": replay_s, "drain_s": drain_s, "checks": checks, "replay_summary": replay_summary,
                 "replay_stderr": replay_err.decode(errors="replace").strip().splitlines()[-1:]}
     finally:
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = pct(c["waits"], 95) / c["job_s_median"]
         verdict = "met" if ratio <= 1.5 else "MISSED"
         print(f"target: candidate fresh p95 within about one job duration: {pct(c['waits'], 95):.2f} s vs "
-              f"{c['job_s_median']:.3f} s ({ratio:.1f}x) {verdict}")
+              f"{c['job_s_median']:.3f} s median job ({ratio:.1f}x) {verdict}; job p95 {c['job_s_p95']:.3f} s")
         if "baseline" in by:
             b = by["baseline"]
             print(f"fresh p95 baseline / candidate: {pct(b['waits'], 95) / pct(c['waits'], 95):.1f}x; p50: "
