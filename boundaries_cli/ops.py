@@ -1,11 +1,9 @@
-"""Operator commands: ingest, worker, serve, reconcile, sweep and dead letters (``boundaries dlq …``)."""
+"""Operator commands: ingest, worker, serve, reconcile, sweep; dead letters in boundaries_cli/dlq.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 
 from boundaries_cli.args import parse_crop, uuid_arg, video_file
 from config.settings import Settings
@@ -46,61 +44,6 @@ def cmd_serve(args) -> int:
     configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "INFO"))
     uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="info")
     return 0
-
-
-def _dump(rows) -> None:
-    print(json.dumps(rows, default=str, indent=2))
-
-
-def cmd_dlq(args) -> int:
-    settings = Settings()
-    reg, dl = _registry(settings)
-    if args.dlq_command == "list":
-        older = datetime.now(UTC) - timedelta(hours=args.older_than_h) if args.older_than_h else None
-        _dump(dl.list(video_id=args.video_id, tenant_id=args.tenant_id, error_type=args.error_type,
-                      older_than=older, include_replayed=args.all, limit=args.limit))
-        return 0
-    if args.dlq_command == "show":
-        row = dl.get(args.id)
-        if row is None:
-            print(f"no dead letter with id {args.id}", file=sys.stderr)
-            return 1
-        _dump(row)
-        return 0
-    if args.dlq_command == "replay":
-        return _replay(settings, reg, dl, args.ids)
-    if args.dlq_command == "purge":
-        older = datetime.now(UTC) - timedelta(hours=args.older_than_h) if args.older_than_h else None
-        ids = args.ids or [str(r["id"]) for r in dl.list(video_id=args.video_id, tenant_id=args.tenant_id,
-                                                          error_type=args.error_type, older_than=older,
-                                                          include_replayed=True, limit=100000)]
-        print(json.dumps({"purged": dl.purge(ids)}))
-        return 0
-    raise AssertionError(args.dlq_command)
-
-
-def _replay(settings: Settings, reg, dl, ids: list[str]) -> int:
-    """Re-enqueue dead letters with their original idempotency key (the job row goes back to queued)."""
-    from boundaries.events import JobEvent
-    from producer.enqueue import Enqueuer
-
-    enq = Enqueuer.from_settings(settings)
-    results = []
-    try:
-        for dl_id in ids:
-            row = dl.get(dl_id)
-            if row is None:
-                results.append({"id": dl_id, "status": "not_found"})
-                continue
-            event = JobEvent.model_validate({**row["event"], "source": "replay", "job_id": None,
-                                             "received_at": datetime.now(UTC).isoformat()})
-            res = enq.enqueue(event)
-            dl.mark_replayed(dl_id)
-            results.append({"id": dl_id, "status": res.status, "job_id": res.job_id})
-    finally:
-        enq.registry.db.close()
-    _dump(results)
-    return 0 if all(r["status"] == "queued" for r in results) else 1
 
 
 def cmd_reconcile(args) -> int:
@@ -189,24 +132,9 @@ def add_commands(sub) -> None:
     sw.add_argument("--loop", action="store_true", help="repeat every heartbeat_stale_s")
     sw.set_defaults(func=cmd_sweep)
 
-    d = sub.add_parser("dlq", help="dead letters: list, show, replay, purge")
-    dsub = d.add_subparsers(dest="dlq_command", required=True)
-    for name in ("list", "purge"):
-        c = dsub.add_parser(name)
-        c.add_argument("--video-id", type=uuid_arg)
-        c.add_argument("--tenant-id", type=uuid_arg)
-        c.add_argument("--error-type")
-        c.add_argument("--older-than-h", type=float, help="only dead letters older than this many hours")
-        if name == "list":
-            c.add_argument("--all", action="store_true", help="include replayed ones")
-            c.add_argument("--limit", type=int, default=100)
-        else:
-            c.add_argument("ids", nargs="*", type=uuid_arg)
-    c = dsub.add_parser("show")
-    c.add_argument("id", type=uuid_arg)
-    c = dsub.add_parser("replay")
-    c.add_argument("ids", nargs="+", type=uuid_arg)
-    d.set_defaults(func=cmd_dlq)
+    from boundaries_cli import dlq
+
+    dlq.add_commands(sub)
 
     from boundaries_cli.ingest_cmds import add_store_command
 

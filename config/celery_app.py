@@ -100,12 +100,14 @@ def check_timing(settings: Settings) -> None:
 
 
 def transport_options(settings: Settings) -> dict:
-    """Redis transport options of the broker: one visibility timeout, socket timeouts, health checks."""
+    """Redis transport options of the broker: one visibility timeout, socket timeouts, health checks,
+    the queue order a worker polls in (``settings.queue_order_strategy``; task_queues list high first)."""
     return {"visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.broker_restore_interval_s, "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings.broker_connect_timeout_s,
             "socket_timeout": settings.broker_socket_timeout_s, "socket_keepalive": True,
-            "health_check_interval": settings.broker_health_check_interval_s}
+            "health_check_interval": settings.broker_health_check_interval_s,
+            "queue_order_strategy": settings.queue_order_strategy}
 
 
 def make_celery(settings: Settings) -> Celery:

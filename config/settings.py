@@ -149,6 +149,21 @@ class Settings(BaseSettings):
     queue_high: str = "boundary.high"
     queue_low: str = "boundary.low"
     default_priority: Literal["high", "low"] = "high"
+    """Queue of fresh webhook events (high: ahead of reconciler, sweep and replay work)."""
+    reconcile_priority: Literal["high", "low"] = "low"
+    """Queue of the events the reconciler finds (active versions whose webhook never came)."""
+    sweep_priority: Literal["high", "low"] = "low"
+    """Queue of the jobs the sweep re-sends (stale heartbeat, or queued and untouched)."""
+    replay_priority: Literal["high", "low"] = "low"
+    """Queue of replayed dead letters (``boundaries dlq replay``; ``--priority`` overrides)."""
+    replay_rate_per_s: float = Field(10.0, ge=0)
+    """Dead letters ``boundaries dlq replay`` sends per second (token bucket, no burst; ``--rate``
+    overrides; 0: unlimited)."""
+    queue_order_strategy: Literal["priority", "round_robin", "sorted"] = "priority"
+    """kombu Redis transport ``queue_order_strategy``: the order a free worker polls its queues in.
+    ``priority``: always in the listed order (high, then low), so a high job never waits behind low
+    ones; ``round_robin`` (kombu's default) rotates the queue just served to the back, which alternates
+    high and low while both have work."""
     visibility_timeout_s: int = 4 * 3600
     """Redis visibility timeout; must exceed the longest job (task_time_limit_s)."""
     task_time_limit_s: int = 3 * 3600

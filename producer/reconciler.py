@@ -45,7 +45,7 @@ def reconcile(settings: Settings, registry: Registry, enqueuer: Enqueuer, *, lim
     for row in rows:
         event = JobEvent(video_id=str(row["video_id"]), tenant_id=str(row["tenant_id"]),
                          cropped_frames_version=int(row["version"]), model_version=model_version,
-                         priority=settings.default_priority, source="reconciler")
+                         priority=settings.reconcile_priority, source="reconciler")
         result = enqueuer.enqueue(event)
         if result.status == "queued":
             queued += 1

@@ -41,7 +41,8 @@ class SweepResult:
 def sweep(settings: Settings, jobs: Jobs, celery_app: Celery, *, limit: int = 1000) -> SweepResult:
     """Requeue stale ``running`` jobs and re-send old ``queued`` ones (see module docstring).
 
-    ``settings``: heartbeat_stale_s, sweep_queued_after_s (seconds), queue names. If a send fails, the jobs
+    ``settings``: heartbeat_stale_s, sweep_queued_after_s (seconds), queue names; the messages go to
+    ``sweep_priority``'s queue (low by default: fresh webhooks first). If a send fails, the jobs
     not sent stay ``queued`` with ``sent_at`` cleared (the reconciler re-sends them after
     ``resend_unsent_after_s``) and QueueUnavailable is raised.
     """
@@ -49,7 +50,7 @@ def sweep(settings: Settings, jobs: Jobs, celery_app: Celery, *, limit: int = 10
                                     queued_after_s=settings.sweep_queued_after_s, max_attempts=settings.max_attempts,
                                     limit=limit)
     result = SweepResult([str(r["id"]) for r in stale], [str(r["id"]) for r in old], dead)
-    dispatch_rows(celery_app, settings, jobs, [*stale, *old], "sweep")
+    dispatch_rows(celery_app, settings, jobs, [*stale, *old], "sweep", priority=settings.sweep_priority)
     if stale or old or dead:
         log.warning("jobs.swept", requeued_running=len(stale), resent_queued=len(old), dead_lettered=len(dead))
     return result

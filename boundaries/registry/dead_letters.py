@@ -19,6 +19,28 @@ class DeadLetters:
     def list(self, *, video_id: str | None = None, tenant_id: str | None = None, error_type: str | None = None,
              older_than: datetime | None = None, newer_than: datetime | None = None,
              include_replayed: bool = False, limit: int = 100) -> list[dict]:
+        """Dead letters matching every given filter, oldest first, at most ``limit`` (no event or traceback:
+        :meth:`get` has them). ``newer_than`` <= ``created_at`` < ``older_than``; replayed ones only with
+        ``include_replayed``."""
+        clause, args = self._where(video_id, tenant_id, error_type, older_than, newer_than, include_replayed)
+        with self.db.connection() as c:
+            return c.execute(
+                "SELECT id, job_id, video_id, tenant_id, cropped_frames_version, model_version, error_type,"
+                f" error_message, created_at, replayed_at, replay_count FROM boundary_inference_dead_letters {clause}"
+                " ORDER BY created_at, id LIMIT %s", (*args, limit),
+            ).fetchall()
+
+    def count(self, *, video_id: str | None = None, tenant_id: str | None = None, error_type: str | None = None,
+              older_than: datetime | None = None, newer_than: datetime | None = None,
+              include_replayed: bool = False) -> int:
+        """How many dead letters :meth:`list` would return without a limit."""
+        clause, args = self._where(video_id, tenant_id, error_type, older_than, newer_than, include_replayed)
+        with self.db.connection() as c:
+            return c.execute(f"SELECT count(*) AS n FROM boundary_inference_dead_letters {clause}",
+                             args).fetchone()["n"]
+
+    @staticmethod
+    def _where(video_id, tenant_id, error_type, older_than, newer_than, include_replayed) -> tuple[str, list]:
         where, args = [], []
         for col, val in (("video_id", video_id), ("tenant_id", tenant_id), ("error_type", error_type)):
             if val is not None:
@@ -32,13 +54,7 @@ class DeadLetters:
             args.append(newer_than)
         if not include_replayed:
             where.append("replayed_at IS NULL")
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        with self.db.connection() as c:
-            return c.execute(
-                "SELECT id, job_id, video_id, tenant_id, cropped_frames_version, model_version, error_type,"
-                f" error_message, created_at, replayed_at, replay_count FROM boundary_inference_dead_letters {clause}"
-                " ORDER BY created_at LIMIT %s", (*args, limit),
-            ).fetchall()
+        return ("WHERE " + " AND ".join(where)) if where else "", args
 
     def get(self, dead_letter_id: str) -> dict | None:
         with self.db.connection() as c:
@@ -46,6 +62,8 @@ class DeadLetters:
                              (dead_letter_id,)).fetchone()
 
     def mark_replayed(self, dead_letter_id: str) -> None:
+        """Count a replay that sent a message (``replay_count`` + 1, ``replayed_at`` now); never called
+        when the replay answered duplicate or failed."""
         with self.db.connection() as c:
             c.execute("UPDATE boundary_inference_dead_letters SET replayed_at = now(), replay_count ="
                       " replay_count + 1 WHERE id = %s", (dead_letter_id,))

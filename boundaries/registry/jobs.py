@@ -133,8 +133,8 @@ class Jobs:
 
         Returns ``(job_id, created)``, or ``(None, False)`` when the conflicting row was deleted between
         the INSERT and the SELECT (its owner undid it): the caller tries again. A replay of a ``failed``
-        job puts it back to ``queued`` and counts as created (it must be enqueued again). Each statement
-        commits on its own (autocommit: one round trip on the webhook path).
+        job puts it back to ``queued`` (with the replay's priority) and counts as created (it must be
+        enqueued again). Each statement commits on its own (autocommit: one round trip on the webhook path).
         """
         with self.db.connection(autocommit=True) as c:
             row = c.execute(
@@ -149,10 +149,10 @@ class Jobs:
             if event.source == "replay":
                 row = c.execute(
                     f"UPDATE {_JOBS} SET status = 'queued', error_message = NULL,"
-                    " completed_at = NULL, updated_at = now(), source = 'replay', sent_at = NULL"
+                    " completed_at = NULL, updated_at = now(), source = 'replay', sent_at = NULL, priority = %s"
                     " WHERE video_id = %s AND cropped_frames_version = %s AND model_version = %s"
                     " AND status = 'failed' RETURNING id",
-                    (event.video_id, event.cropped_frames_version, event.model_version),
+                    (event.priority, event.video_id, event.cropped_frames_version, event.model_version),
                 ).fetchone()
                 if row:
                     return str(row["id"]), True

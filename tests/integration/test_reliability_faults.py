@@ -115,7 +115,7 @@ def test_permanent_error_dead_letters_once_and_replay_completes_after_the_fix(ma
 
     # then: completed under the same job row and idempotency key; the dead letter is marked replayed
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert json.loads(replay.stdout)[0]["job_id"] == str(job["id"])
+    assert json.loads(replay.stdout)["results"][0]["job_id"] == str(job["id"])
     assert job["status"] == "completed", job["error_message"]
     assert job["attempts"] == 2
     assert len(_rows(pg_dsn, db_schema, "SELECT 1 FROM {s}.boundary_inference_runs WHERE video_id = %s", vid)) == 1
