@@ -34,6 +34,7 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_ex
 from boundaries.errors import LimitExceeded, ModelVersionMismatch, PermanentError, TransientError, VersionNotActive
 from boundaries.events import PROCESS_VIDEO_TASK, JobEvent
 from boundaries.registry.jobs import AttemptsExhausted, JobBusy, Jobs
+from worker.boot import JobInterrupted
 from worker.deps import WorkerContext, served_model_version
 from worker.heartbeat import Heartbeat
 from worker.pipeline import process_video
@@ -123,6 +124,12 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
             jobs.release(job_id, attempt, e.error_type, str(e))
             log.warning("job.released_not_active", error=str(e))
             return {"status": "not_active"}
+        except JobInterrupted:
+            # SIGTERM mid-job: hand the job back (queued, due now) before the message is requeued, so the
+            # redelivered copy claims it instead of dropping it as busy behind this attempt's fresh heartbeat.
+            jobs.retry(job_id, attempt, "worker_interrupted", "worker stopped by SIGTERM mid-job", delay_s=0)
+            log.warning("job.interrupted", attempt=attempt)
+            raise
         except PermanentError as e:
             dead_letter(jobs, message, job_id, attempt, e)
             return {"status": "dead_letter", "error_type": e.error_type}
