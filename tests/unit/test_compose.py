@@ -180,3 +180,22 @@ def test_loop_healthchecks_pass_on_a_fresh_liveness_file_and_fail_on_an_old_or_m
     old = time.time() - limit - 5
     os.utime(f, (old, old))
     assert check() != 0
+
+
+def test_the_bucket_command_passes_the_apps_endpoint_keys_and_bucket_to_mc(tmp_path):
+    # a stand-in `mc` that records its arguments: the shell line's quoting and variables, not MinIO
+    services = _compose()["services"]
+    mc = services["createbucket"]
+    (tmp_path / "mc").write_text('#!/bin/sh\necho "$@" >> "$MC_LOG"\n')
+    (tmp_path / "mc").chmod(0o755)
+    app_env = {k: str(v) for k, v in mc["environment"].items() if "${" not in str(v)}
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "MC_LOG": str(tmp_path / "log"), **app_env}
+
+    assert mc["entrypoint"] == ["/bin/sh", "-c"] and len(mc["command"]) == 1
+    subprocess.run(["sh", "-c", unescape(mc["command"][0])], env=env, check=True)
+
+    assert (tmp_path / "log").read_text().splitlines() == [
+        f"alias set store {app_env['BOUNDARIES_S3_ENDPOINT_URL']} {app_env['BOUNDARIES_S3_ACCESS_KEY_ID']} "
+        f"{app_env['BOUNDARIES_S3_SECRET_ACCESS_KEY']}",
+        f"mb --ignore-existing store/{app_env['BOUNDARIES_S3_BUCKET']}",
+    ]
