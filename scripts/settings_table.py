@@ -79,7 +79,7 @@ def replace_block(text: str, table: str) -> str:
         b = text.index(END, a)
     except ValueError:
         raise ValueError(f"README.md has no {START!r} ... {END!r} block") from None
-    return text[:a] + "\n" + table + text[b:]
+    return text[:a] + "\n\n" + table + "\n" + text[b:]  # blank lines: the table is its own block
 
 
 def main(argv: list[str] | None = None) -> int:
