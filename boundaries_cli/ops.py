@@ -27,6 +27,9 @@ def cmd_ingest(args) -> int:
 def cmd_worker(args) -> int:
     """exec a Celery worker on both priority queues with the environment's settings."""
     s = Settings()
+    from worker.boot import check_worker_settings
+
+    check_worker_settings(s)  # a missing URL or unsafe timing: one line, exit 78, before Celery starts
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
             f"{s.queue_high},{s.queue_low}", "--pool", "solo", "-l", args.loglevel,
             "--without-heartbeat", "--without-gossip", "--without-mingle"]  # no event publishes to retry forever
