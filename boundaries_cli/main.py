@@ -99,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="the main job: ingest a video and run it through webhook → queue → worker")
-    r.add_argument("video", type=video_file)
+    r.add_argument("video", type=video_file, help="a video file PyAV can open (mp4, mkv, webm, ...)")
     r.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
-    r.add_argument("--anchor", choices=("left", "center", "right"), default="center")
+    r.add_argument("--anchor", choices=("left", "center", "right"), default="center",
+                   help="caption text alignment in the band (default: center)")
     r.add_argument("--checkpoint", type=existing_file,
                    help="a user's channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
     r.add_argument("--shard-pairs", type=int, help="pairs per shard")
@@ -118,13 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     mv.set_defaults(func=cmd_model_version)
 
     e = sub.add_parser("eval", help="score the production inference path against a label CSV")
-    e.add_argument("--video", required=True, type=video_file)
+    e.add_argument("--video", required=True, type=video_file, help="the video the labels describe")
     e.add_argument("--labels", required=True, type=existing_file, help="CSV with frame,pair_label_prev_to_this[,video]")
     e.add_argument("--labels-video", help="value of the CSV's video column (default: matched by path suffix)")
-    e.add_argument("--crop", type=parse_crop, required=True)
-    e.add_argument("--anchor", choices=("left", "center", "right"), default="center")
-    e.add_argument("--checkpoint", type=existing_file)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
+    e.add_argument("--anchor", choices=("left", "center", "right"), default="center",
+                   help="caption text alignment in the band (default: center)")
+    e.add_argument("--checkpoint", type=existing_file,
+                   help="a channel_fusion_lora_spatial checkpoint (default: the built-in classical detector)")
+    e.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     e.add_argument("--report", type=Path, metavar="DIR",
                    help="write timeline.png and a picture per miss / false alarm here")
     e.set_defaults(func=cmd_eval)
@@ -138,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     from boundaries_cli.doctor import add_command as add_doctor_command
 
     add_doctor_command(sub)
+
+    from boundaries_cli.help_texts import add_settings_epilogs
+
+    add_settings_epilogs(p)  # last: every command is registered by now
     return p
 
 
