@@ -54,12 +54,12 @@ def _one_line(text: object, limit: int = 300) -> str:
     return " ".join(str(text).split())[:limit]
 
 
-def store_for_checks(settings: Settings) -> ObjectStore:
-    """The object store of ``settings`` with one try per request and :data:`CHECK_TIMEOUT_S` timeouts."""
+def store_for_checks(settings: Settings, *, timeout_s: float = CHECK_TIMEOUT_S) -> ObjectStore:
+    """The object store of ``settings`` with one try per request and ``timeout_s`` connect/read timeouts."""
     if settings.storage_backend == "s3":
         from boundaries.storage.s3 import S3Store
 
-        return S3Store.from_settings(settings, max_attempts=1, timeout_s=CHECK_TIMEOUT_S)
+        return S3Store.from_settings(settings, max_attempts=1, timeout_s=timeout_s)
     from boundaries.storage.factory import store_from_settings
 
     return store_from_settings(settings)
