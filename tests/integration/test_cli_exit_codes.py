@@ -179,7 +179,7 @@ def test_ctrl_c_outside_a_loop_is_one_line_exit_130(tmp_path):
 def test_ingest_into_a_missing_bucket_names_the_setting(real_data, moto_s3, pg_dsn, db_schema):
     missing = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
     env = _env(database_url=pg_dsn, db_schema=db_schema, storage_backend="s3", s3_bucket=missing,
-               s3_endpoint_url=moto_s3.endpoint_url, s3_access_key_id="testing", s3_secret_access_key="testing")
+               s3_endpoint_url=moto_s3.endpoint_url, s3_access_key_id="testing", s3_secret_access_key="testing")  # noqa: S106 - moto
     proc = _run(["ingest", str(real_data / POPEYE), "--crop", "0.05,0.78,0.95,0.99"], env, timeout=300)
     line = _one_line(proc)
     assert proc.returncode == 78, proc.stderr
