@@ -8,7 +8,8 @@ already replayed unless ``--include-replayed``.
 Output: JSON on stdout (``list``: an array, so ``jq -r '.[].id'`` works; ``replay``:
 ``{"summary": {...}, "results": [...]}``); notices (a list cut by ``--limit``, replay progress on a
 terminal, the replay's one-line summary) on stderr. Exit codes: 0 done; 1 a replay left a dead letter
-neither queued nor already done (failed, not found, skipped); 2 a refused or malformed command.
+neither queued nor already done (failed, not found, skipped); 2 a refused or malformed command; a service
+down or a setting missing as every command (boundaries_cli/exits.py: 69, 78; 141 when stdout closes early).
 """
 
 from __future__ import annotations
