@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -162,7 +161,8 @@ def test_ctrl_c_outside_a_loop_is_one_line_exit_130(tmp_path):
                    database_url=f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres")
         proc = subprocess.Popen([*BOUNDARIES, "migrate"], env=env, cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        time.sleep(3)  # imports done, connecting (libpq waits connect_timeout=10 s for the silent server)
+        silent.settimeout(60)
+        conn, _ = silent.accept()  # the command is connecting (libpq waits up to 10 s for an answer)
         assert proc.poll() is None, proc.communicate()
 
         # when
@@ -170,8 +170,12 @@ def test_ctrl_c_outside_a_loop_is_one_line_exit_130(tmp_path):
         _, err = proc.communicate(timeout=30)
     finally:
         silent.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
     # then
+    conn.close()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines() == ["boundaries migrate: interrupted"], err
 
@@ -186,20 +190,25 @@ def test_ingest_into_a_missing_bucket_names_the_setting(real_data, moto_s3, pg_d
     assert line.startswith("boundaries ingest: error:") and "BOUNDARIES_S3_BUCKET" in line and missing in line, line
 
 
-def test_worker_with_a_missing_bucket_refuses_to_start(redis_url, pg_dsn, db_schema, moto_s3, tmp_path):
-    # given: a worker whose bucket does not exist (it would fail every job it takes)
-    missing = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
+@pytest.mark.parametrize("fault,status,setting", [("missing bucket", 78, "BOUNDARIES_S3_BUCKET"),
+                                                  ("closed endpoint", 69, "BOUNDARIES_S3_ENDPOINT_URL")])
+def test_worker_with_a_bad_store_refuses_to_start(fault, status, setting, redis_url, pg_dsn, db_schema, moto_s3,
+                                                  tmp_path):
+    # given: a worker whose bucket does not exist, or whose store endpoint is a closed port (it would fail
+    # every job it takes)
+    bucket = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
+    endpoint = moto_s3.endpoint_url if fault == "missing bucket" else f"http://127.0.0.1:{free_port()}"
     q = uuid.uuid4().hex[:10]
     settings = Settings(redis_url=redis_url, database_url=SecretStr(pg_dsn), db_schema=db_schema,
                         queue_high=f"t{q}.high", queue_low=f"t{q}.low", state_dir=tmp_path, storage_backend="s3",
-                        s3_bucket=missing, s3_endpoint_url=moto_s3.endpoint_url,
+                        s3_bucket=bucket, s3_endpoint_url=endpoint,
                         s3_access_key_id=SecretStr("testing"), s3_secret_access_key=SecretStr("testing"))
 
     # when
     proc = _run(["worker"], child_env(settings), timeout=90)
 
-    # then: it exits 78 at start, its last line naming the bucket setting
-    assert proc.returncode == 78, proc.stderr[-3000:]
+    # then: it exits at start, its last line naming the setting to fix
+    assert proc.returncode == status, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("boundaries worker: error: object store:"), last
-    assert "BOUNDARIES_S3_BUCKET" in last and missing in last, last
+    assert setting in last and (bucket in last or endpoint in last), last
