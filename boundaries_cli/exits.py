@@ -105,6 +105,11 @@ def classify(e: BaseException) -> Failure:
         if getattr(e, "title", "") == "Settings":
             return Failure(EX_CONFIG, one_line(settings_error_message(e)))
         return Failure(EX_DATAERR, text)
+    if _is(e, "pydantic_settings", "SettingsError"):  # a value the environment source cannot parse (JSON)
+        field = re.search(r'field "(\w+)"', str(e))
+        env = f"BOUNDARIES_{field.group(1).upper()}" if field else "a BOUNDARIES_* variable"
+        return Failure(EX_CONFIG, f"invalid settings: {env} is not valid JSON for its type (e.g. "
+                                  f'["a", "b"] for a list): {text}')
     if isinstance(e, ConfigError | StoreMisconfigured):
         return Failure(EX_CONFIG, text)
     if isinstance(e, RegistryUnavailable):

@@ -97,6 +97,13 @@ def test_a_setting_of_the_wrong_type_names_the_variable_and_value():
     assert "BOUNDARIES_SHARD_PAIRS='many'" in line, line
 
 
+def test_a_list_setting_that_is_not_json_names_the_variable():
+    proc = _run(["migrate"], _env(webhook_tables="cropped_frames_versions"))
+    line = _one_line(proc)
+    assert proc.returncode == 78, proc.stderr
+    assert "BOUNDARIES_WEBHOOK_TABLES" in line, line
+
+
 def test_dlq_list_into_head_is_quiet_when_the_pipe_closes(ops):  # noqa: F811 - the fixture
     # given: enough dead letters that `dlq list` writes far more than a pipe holds (64 KiB)
     settings, reg, dl, _ = ops
