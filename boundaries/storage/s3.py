@@ -133,11 +133,12 @@ class S3Store:
     def _store_error(self, e: BaseException, what: str, key: str) -> StoreUnavailable | None:
         """The StoreUnavailable/StoreMisconfigured for a missing bucket, refused credentials, an unreachable
         endpoint or a 5xx; None for other errors (a missing key, a bad request)."""
+        what = f"{what} {key!r}" if key else what
         if isinstance(e, NoCredentialsError | PartialCredentialsError):
-            return StoreMisconfigured(f"s3 {what} {key!r}: no S3 credentials found ({e}); set {CREDENTIAL_SETTINGS}",
+            return StoreMisconfigured(f"s3 {what}: no S3 credentials found ({e}); set {CREDENTIAL_SETTINGS}",
                                       CREDENTIAL_SETTINGS)
         if isinstance(e, BotoCoreError):
-            return StoreUnavailable(f"s3 {what} {key!r} in {self._where()} failed: {e}; check {ENDPOINT_SETTING}"
+            return StoreUnavailable(f"s3 {what} in {self._where()} failed: {e}; check {ENDPOINT_SETTING}"
                                     " and that the store is up", ENDPOINT_SETTING)
         code = _error_code(e) or ""
         if not code:
@@ -145,13 +146,13 @@ class S3Store:
         response = getattr(e, "response", None) or {}
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code == "NoSuchBucket":
-            return StoreMisconfigured(f"{self._where()} does not exist ({what} {key!r}); set {BUCKET_SETTING} to an"
+            return StoreMisconfigured(f"{self._where()} does not exist ({what}); set {BUCKET_SETTING} to an"
                                       " existing bucket or create it", BUCKET_SETTING)
         if code in _REFUSED or status == 403:
-            return StoreMisconfigured(f"{self._where()} refused the credentials ({code}, {what} {key!r}); check "
+            return StoreMisconfigured(f"{self._where()} refused the credentials ({code}, {what}); check "
                                       f"{CREDENTIAL_SETTINGS} (and {BUCKET_SETTING})", CREDENTIAL_SETTINGS)
         if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
-            return StoreUnavailable(f"s3 {what} {key!r} in {self.bucket!r} failed: {code} ({status})", ENDPOINT_SETTING)
+            return StoreUnavailable(f"s3 {what} in {self.bucket!r} failed: {code} ({status})", ENDPOINT_SETTING)
         return None
 
     def _call(self, what: str, key: str, fn, **kw):
