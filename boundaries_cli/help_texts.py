@@ -44,7 +44,7 @@ def settings_line(names: list[str]) -> str:
     """``settings: BOUNDARIES_A, BOUNDARIES_B`` (or a line saying none is read)."""
     if not names:
         return "settings: reads no BOUNDARIES_* setting"
-    return "settings: " + ", ".join(f"BOUNDARIES_{n}" for n in names) + " (README: Settings)"
+    return "settings: " + ", ".join(f"BOUNDARIES_{n}" for n in names) + " (config/settings.py documents each)"
 
 
 def subcommands(parser: argparse.ArgumentParser, path: str = ""):
