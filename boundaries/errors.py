@@ -15,8 +15,13 @@ Tree (shallow, by what the pipeline does with them)::
     │   └── CheckpointError       wrong architecture, missing keys, truncated file
     ├── TransientError            retried with backoff: network, S3 5xx, runner failures
     │   ├── ShardFailed           one or more shards failed in a runner call
-    │   └── RegistryUnavailable   the registry database cannot answer now (connection closed or refused,
-    │                             server restarting or shutting down, read-only after a failover, pool timeout)
+    │   ├── RegistryUnavailable   the registry database cannot answer now (connection closed or refused,
+    │   │                         server restarting or shutting down, read-only after a failover, pool timeout)
+    │   └── StoreUnavailable      the object store cannot answer: endpoint unreachable, 5xx after retries
+    │       └── StoreMisconfigured    the bucket does not exist or the credentials are refused: retrying
+    │                                 cannot help until the setting is fixed, but a job is retried (not
+    │                                 dead-lettered as bad input) so it succeeds once the worker is fixed
+    ├── ConfigError               a missing or invalid setting (also a ValueError); names the BOUNDARIES_* variable
     └── RegistryError             any other error of a registry statement (a bug in our SQL or data):
                                   neither retried at once nor permanent; the task's retry budget decides
 
@@ -151,3 +156,41 @@ class RegistryUnavailable(RegistryError, TransientError):
     restart: ``AdminShutdown``), refused, timed out, or the server is read-only. Retry with backoff."""
 
     error_type = "registry_unavailable"
+
+
+class ConfigError(BoundariesError, ValueError):
+    """A setting is missing or invalid; the message names its ``BOUNDARIES_*`` variable and the fix.
+    ``setting`` holds that variable's name (or "" when several)."""
+
+    error_type = "config_error"
+
+    def __init__(self, message: str, setting: str = ""):
+        super().__init__(message)
+        self.setting = setting
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.setting))
+
+
+class StoreUnavailable(TransientError):
+    """The object store did not answer (endpoint unreachable or refusing connections, 5xx or throttling
+    after botocore's retries). ``setting`` names the setting to check (``BOUNDARIES_S3_ENDPOINT_URL``)."""
+
+    error_type = "store_unavailable"
+
+    def __init__(self, message: str, setting: str = ""):
+        super().__init__(message)
+        self.setting = setting
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.setting))
+
+
+class StoreMisconfigured(StoreUnavailable):
+    """The bucket does not exist (``BOUNDARIES_S3_BUCKET``) or the store refuses the credentials
+    (``BOUNDARIES_S3_ACCESS_KEY_ID`` / ``BOUNDARIES_S3_SECRET_ACCESS_KEY``): a configuration error at start-up
+    (``boundaries doctor``, worker start, CLI exit 78). During a job it stays a TransientError: the job is
+    retried with backoff and, when its attempts run out, dead-lettered as ``store_misconfigured`` (replay it
+    once the setting is fixed) — never as a layout or frames error of the video."""
+
+    error_type = "store_misconfigured"

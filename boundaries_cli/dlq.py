@@ -8,7 +8,8 @@ already replayed unless ``--include-replayed``.
 Output: JSON on stdout (``list``: an array, so ``jq -r '.[].id'`` works; ``replay``:
 ``{"summary": {...}, "results": [...]}``); notices (a list cut by ``--limit``, replay progress on a
 terminal, the replay's one-line summary) on stderr. Exit codes: 0 done; 1 a replay left a dead letter
-neither queued nor already done (failed, not found, skipped); 2 a refused or malformed command.
+neither queued nor already done (failed, not found, skipped); 2 a refused or malformed command; a service
+down or a setting missing as every command (boundaries_cli/exits.py: 69, 78; 141 when stdout closes early).
 """
 
 from __future__ import annotations
@@ -177,8 +178,8 @@ def _run_with_progress(replayer, ids: list[str]):
 def _add_filters(c, *, replayed_flag: bool) -> None:
     from boundaries_cli.args import uuid_arg
 
-    c.add_argument("--video-id", type=uuid_arg)
-    c.add_argument("--tenant-id", type=uuid_arg)
+    c.add_argument("--video-id", type=uuid_arg, help="only dead letters of this video (UUID)")
+    c.add_argument("--tenant-id", type=uuid_arg, help="only dead letters of this tenant (UUID)")
     c.add_argument("--error-type", help="e.g. layout_error, missing_frames, shard_failed")
     c.add_argument("--since", type=time_arg, help="created at or after: ISO 8601 time or an age (30m, 2h, 7d)")
     c.add_argument("--until", type=time_arg, help="created before: ISO 8601 time or an age (30m, 2h, 7d)")
@@ -197,15 +198,15 @@ def add_commands(sub) -> None:
     c = dsub.add_parser("list", help="dead letters as a JSON array, oldest first (stderr says when --limit cut it)")
     _add_filters(c, replayed_flag=True)
     c.add_argument("--all", dest="include_replayed", action="store_true", help="same as --include-replayed")
-    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--limit", type=int, default=100, help="at most this many, oldest first (default: 100)")
     c.set_defaults(func=cmd_list)
 
     c = dsub.add_parser("show", help="one dead letter with its event, traceback and attempts")
-    c.add_argument("id", type=uuid_arg)
+    c.add_argument("id", type=uuid_arg, help="the dead letter's id (UUID, from dlq list)")
     c.set_defaults(func=cmd_show)
 
     c = dsub.add_parser("replay", help="send dead-lettered jobs again (by id, or every one matching the filters)")
-    c.add_argument("ids", nargs="*", type=uuid_arg)
+    c.add_argument("ids", nargs="*", type=uuid_arg, help="dead-letter ids (UUIDs, from dlq list); or use filters")
     _add_filters(c, replayed_flag=True)
     c.add_argument("--all", action="store_true", help="every dead letter not replayed yet (no filter)")
     c.add_argument("--limit", type=int, help="at most this many (oldest first)")
@@ -217,7 +218,7 @@ def add_commands(sub) -> None:
     c.set_defaults(func=cmd_replay)
 
     c = dsub.add_parser("purge", help="delete dead letters (ids or filters; everything only with --all --yes)")
-    c.add_argument("ids", nargs="*", type=uuid_arg)
+    c.add_argument("ids", nargs="*", type=uuid_arg, help="dead-letter ids (UUIDs) to delete; or use filters")
     _add_filters(c, replayed_flag=False)
     c.add_argument("--all", action="store_true", help="every dead letter (needs --yes)")
     c.add_argument("--yes", action="store_true", help="confirm --all")

@@ -57,6 +57,9 @@ def cmd_ingest(args) -> int:
     from boundaries.storage.factory import store_from_settings
 
     settings = Settings()
+    store = store_from_settings(settings)
+    if hasattr(store, "check_bucket"):
+        store.check_bucket()  # a missing bucket: one line naming BOUNDARIES_S3_BUCKET before any frame is decoded
     db = _database(settings)
     tenant_id = args.tenant_id or str(uuid.uuid4())
     video_id = args.video_id or str(uuid.uuid4())
@@ -68,7 +71,7 @@ def cmd_ingest(args) -> int:
 
     with ingest_progress(Console(stderr=True)) as progress:
         task = progress.add_task("ingest", total=None)
-        res = ingest_video(Path(args.video), args.crop, args.anchor, store_from_settings(settings), settings,
+        res = ingest_video(Path(args.video), args.crop, args.anchor, store, settings,
                            tenant_id, video_id, args.version, publish=publish,
                            expected=lambda n: progress.update(task, total=n),
                            progress=lambda n: progress.update(task, completed=n))

@@ -29,7 +29,8 @@ def _print(obj: dict) -> None:
 def run_loop(name: str, one_pass: Callable[[], dict[str, Any]], *, interval_s: float, loop: bool = True,
              stop: threading.Event | None = None, echo: bool = True, liveness_file: Path | None = None) -> int:
     """Run ``one_pass`` (returns a JSON-able dict; an empty one is not printed while looping) once, or
-    with ``loop`` every ``interval_s`` seconds until ``stop`` is set. Returns 0.
+    with ``loop`` every ``interval_s`` seconds until ``stop`` is set. Returns 0, or 130 when SIGINT (Ctrl-C)
+    stopped the loop (SIGTERM: 0, an orderly stop).
 
     ``liveness_file``: created or its mtime set to now after every pass that returned (not one that raised);
     its parent directory must exist.
@@ -38,9 +39,14 @@ def run_loop(name: str, one_pass: Callable[[], dict[str, Any]], *, interval_s: f
         whatever ``one_pass`` raises when ``loop`` is False (one pass: the operator sees the error).
     """
     stop = stop or threading.Event()
+    interrupted: list[int] = []
     if loop and threading.current_thread() is threading.main_thread():
+        def on_signal(signum, _frame) -> None:
+            interrupted.append(signum)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
     while not stop.is_set():
         try:
             result = one_pass()
@@ -58,4 +64,4 @@ def run_loop(name: str, one_pass: Callable[[], dict[str, Any]], *, interval_s: f
         if not loop:
             return 0
         stop.wait(interval_s)
-    return 0
+    return 128 + signal.SIGINT if signal.SIGINT in interrupted else 0  # Ctrl-C: 130, as the shell expects

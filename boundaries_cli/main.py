@@ -13,7 +13,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from boundaries.errors import BoundariesError
 from boundaries_cli.args import existing_file, parse_crop, video_file
 from config.settings import Settings
 
@@ -95,12 +94,15 @@ def cmd_eval(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="boundaries", description=__doc__)
+    p.add_argument("--debug", action="store_true",
+                   help="print the traceback of a failure (also BOUNDARIES_DEBUG=1); default: one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="the main job: ingest a video and run it through webhook → queue → worker")
-    r.add_argument("video", type=video_file)
+    r.add_argument("video", type=video_file, help="a video file PyAV can open (mp4, mkv, webm, ...)")
     r.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
-    r.add_argument("--anchor", choices=("left", "center", "right"), default="center")
+    r.add_argument("--anchor", choices=("left", "center", "right"), default="center",
+                   help="caption text alignment in the band (default: center)")
     r.add_argument("--checkpoint", type=existing_file,
                    help="a user's channel_fusion_lora_spatial checkpoint (needs the gpu extra)")
     r.add_argument("--shard-pairs", type=int, help="pairs per shard")
@@ -112,17 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_migrate)
 
     mv = sub.add_parser("model-version", help="print {wandb_run_id}_{sha256[:8]} of a checkpoint")
-    mv.add_argument("checkpoint")
+    mv.add_argument("checkpoint", type=existing_file, help="a channel_fusion_lora_spatial checkpoint (.pt; needs"
+                    " the gpu extra: torch)")
     mv.set_defaults(func=cmd_model_version)
 
     e = sub.add_parser("eval", help="score the production inference path against a label CSV")
-    e.add_argument("--video", required=True, type=video_file)
+    e.add_argument("--video", required=True, type=video_file, help="the video the labels describe")
     e.add_argument("--labels", required=True, type=existing_file, help="CSV with frame,pair_label_prev_to_this[,video]")
     e.add_argument("--labels-video", help="value of the CSV's video column (default: matched by path suffix)")
-    e.add_argument("--crop", type=parse_crop, required=True)
-    e.add_argument("--anchor", choices=("left", "center", "right"), default="center")
-    e.add_argument("--checkpoint", type=existing_file)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
+    e.add_argument("--anchor", choices=("left", "center", "right"), default="center",
+                   help="caption text alignment in the band (default: center)")
+    e.add_argument("--checkpoint", type=existing_file,
+                   help="a channel_fusion_lora_spatial checkpoint (default: the built-in classical detector)")
+    e.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     e.add_argument("--report", type=Path, metavar="DIR",
                    help="write timeline.png and a picture per miss / false alarm here")
     e.set_defaults(func=cmd_eval)
@@ -132,19 +137,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops.add_commands(sub)
     add_upload_command(sub)
+
+    from boundaries_cli.doctor import add_command as add_doctor_command
+
+    add_doctor_command(sub)
+
+    from boundaries_cli.help_texts import add_settings_epilogs
+
+    add_settings_epilogs(p)  # last: every command is registered by now
     return p
 
 
+def _debug(args) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("BOUNDARIES_DEBUG", "").lower() in ("1", "true",
+                                                                                                  "yes")
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed pipe raises nothing
+    (the SIGPIPE recipe of the ``signal`` module's documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status. Expected failures print one line on stderr and exit by
+    kind (boundaries_cli/exits.py: 65 data, 69 a service down, 78 a setting, 70 a bug, 130 Ctrl-C, 141
+    stdout closed); ``--debug`` or ``BOUNDARIES_DEBUG=1`` adds the traceback."""
+    from boundaries_cli.exits import EX_BROKEN_PIPE, EX_INTERRUPTED, classify
     from config.logging import configure_logging
 
     configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "WARNING"))
     args = build_parser().parse_args(argv)
+    name = " ".join(str(x) for x in (args.command, getattr(args, "dlq_command", None)) if x)
     try:
-        return args.func(args)
-    except (BoundariesError, ValueError) as e:  # configuration and input errors: one line, no traceback
-        print(f"boundaries {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EX_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"boundaries {name}: interrupted", file=sys.stderr)
+        return EX_INTERRUPTED
+    except Exception as e:
+        failure = classify(e)
+        if _debug(args):
+            import traceback
+
+            traceback.print_exc()
+        print(f"boundaries {name}: error: {failure.message}", file=sys.stderr)
+        return failure.code
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ def cmd_ingest(args) -> int:
 def cmd_worker(args) -> int:
     """exec a Celery worker on both priority queues with the environment's settings."""
     s = Settings()
+    from worker.boot import check_worker_settings
+
+    check_worker_settings(s)  # a missing URL or unsafe timing: one line, exit 78, before Celery starts
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
             f"{s.queue_high},{s.queue_low}", "--pool", "solo", "-l", args.loglevel,
             "--without-heartbeat", "--without-gossip", "--without-mingle"]  # no event publishes to retry forever
@@ -104,29 +107,33 @@ def cmd_sweep(args) -> int:
 
 def add_commands(sub) -> None:
     i = sub.add_parser("ingest", help="write a video's caption band to the frame store and register it active")
-    i.add_argument("video", type=video_file)
-    i.add_argument("--crop", type=parse_crop, required=True)
-    i.add_argument("--anchor", choices=("left", "center", "right"), default="center")
-    i.add_argument("--tenant-id", type=uuid_arg)
-    i.add_argument("--video-id", type=uuid_arg)
-    i.add_argument("--version", type=int, default=1)
+    i.add_argument("video", type=video_file, help="a video file PyAV can open (mp4, mkv, webm, ...)")
+    i.add_argument("--crop", type=parse_crop, required=True, help="caption band L,T,R,B as fractions")
+    i.add_argument("--anchor", choices=("left", "center", "right"), default="center",
+                   help="caption text alignment in the band (default: center)")
+    i.add_argument("--tenant-id", type=uuid_arg, help="tenant UUID of the video (default: a new random one)")
+    i.add_argument("--video-id", type=uuid_arg, help="video UUID (default: a new random one)")
+    i.add_argument("--version", type=int, default=1,
+                   help="cropped-frames version to write and register active (default: 1)")
     i.set_defaults(func=cmd_ingest)
 
     w = sub.add_parser("worker", help="run a Celery worker (settings from BOUNDARIES_* environment); one job at a"
                        " time per worker process (solo pool) — scale by running more workers")
-    w.add_argument("--loglevel", default="INFO")
+    w.add_argument("--loglevel", default="INFO", help="Celery's log level: DEBUG, INFO, WARNING, ERROR (default: INFO)")
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("serve", help="run the producer (webhook receiver)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: 8000)")
     s.set_defaults(func=cmd_serve)
 
     r = sub.add_parser("reconcile", help="send due retries, enqueue active versions that have no job (lost"
                        " webhooks) and re-send jobs never sent")
     r.add_argument("--loop", action="store_true", help="due retries every retry_poll_interval_s, the rest every"
                    " reconcile_interval_s")
-    r.add_argument("--limit", type=int, default=1000)
+    r.add_argument("--limit", type=int, default=1000,
+                   help="at most this many due retries and this many versions per pass (default: 1000)")
     r.set_defaults(func=cmd_reconcile)
 
     sw = sub.add_parser("sweep", help="requeue running jobs whose worker vanished (stale heartbeat) and re-send"

@@ -91,11 +91,11 @@ def check_timing(settings: Settings) -> None:
     ]
     for a, va, b, vb in pairs:
         if not va < vb:
-            raise ValueError(f"{a} ({va}) must be below {b} ({vb}), else a job can run twice or be lost; "
-                             "see config/celery_app.check_timing")
+            raise ValueError(f"{a} (BOUNDARIES_{a.upper()}={va}) must be below {b} (BOUNDARIES_{b.upper()}={vb}),"
+                             " else a job can run twice or be lost; see config/celery_app.check_timing")
     if s.retry_backoff_base_s > s.retry_backoff_max_s:
-        raise ValueError(f"retry_backoff_base_s ({s.retry_backoff_base_s}) must not exceed retry_backoff_max_s "
-                         f"({s.retry_backoff_max_s})")
+        raise ValueError(f"retry_backoff_base_s (BOUNDARIES_RETRY_BACKOFF_BASE_S={s.retry_backoff_base_s}) must not"
+                         f" exceed retry_backoff_max_s (BOUNDARIES_RETRY_BACKOFF_MAX_S={s.retry_backoff_max_s})")
 
 
 def transport_options(settings: Settings) -> dict:
@@ -113,7 +113,8 @@ def make_celery(settings: Settings) -> Celery:
     """The Celery app. Raises ValueError when redis_url is unset, a ``rediss://`` URL has no certificate
     setting (:func:`broker_ssl_options`) or the timing is unsafe (:func:`check_timing`)."""
     if not settings.redis_url:
-        raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); the CLI starts an embedded Redis")
+        raise ValueError("redis_url is not set (BOUNDARIES_REDIS_URL); only `boundaries run` starts an "
+                         "embedded Redis")
     check_timing(settings)
     use_ssl = broker_ssl_options(settings.redis_url)
     broker = celery_broker_url(settings.redis_url)

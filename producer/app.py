@@ -18,7 +18,9 @@ Responses (COMPAT.md §7: pg_net tries once, with a 1–5 s timeout, so answer i
 ====  =====================================================================================
 
 Bad input never yields a 5xx. Also ``GET /healthz`` (process alive), ``GET /readyz`` (Redis and
-registry take writes within the deadline, else 503) and ``GET /metrics`` (Prometheus text format).
+registry take writes and the object store's bucket answers a HEAD, within the deadline, else 503 with
+``failed``: each failed check's one-line reason naming the setting to fix) and ``GET /metrics``
+(Prometheus text format).
 
 Run with ``uvicorn producer.app:app_from_env --factory`` (settings from ``BOUNDARIES_*`` env).
 """
@@ -54,6 +56,8 @@ from producer.warmup import warm_up
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_S = 5
+READYZ_STORE_CACHE_S = 5.0
+"""Seconds a /readyz answer of the object store is reused (a HEAD bucket per probe at most this often)."""
 
 
 def _pg_options(settings: Settings) -> dict:
@@ -128,7 +132,32 @@ def _parse(body: bytes) -> WebhookEnvelope:
         raise _Reject(422, "invalid_payload", reason) from None
 
 
-def create_app(settings: Settings, *, registry=None, redis_client=None, celery_app=None) -> FastAPI:
+class _StoreProbe:
+    """The object store's readiness (HEAD bucket, :func:`boundaries.health.check_store` without a write),
+    remembered for :data:`READYZ_STORE_CACHE_S` seconds. ``store`` None: built from the settings on first
+    use, with one try per request and a timeout of half the producer deadline."""
+
+    def __init__(self, settings: Settings, store=None):
+        self.settings, self.store = settings, store
+        self._at = float("-inf")
+        self._last = None
+
+    def __call__(self):
+        from boundaries.health import Check, check_store, store_for_checks
+
+        if time.monotonic() - self._at < READYZ_STORE_CACHE_S and self._last is not None:
+            return self._last
+        try:
+            if self.store is None:
+                self.store = store_for_checks(self.settings, timeout_s=self.settings.producer_deadline_s / 2)
+            check = check_store(self.store, write=False)
+        except Exception as e:  # a bug or an unknown library error: not ready, say which check
+            check = Check("store", "unavailable", f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
+        self._last, self._at = check, time.monotonic()
+        return check
+
+
+def create_app(settings: Settings, *, registry=None, redis_client=None, celery_app=None, store=None) -> FastAPI:
     """Build the producer app; whatever is not given is built from ``settings``.
 
     Args:
@@ -137,6 +166,8 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
         redis_client: a redis-py client (dedupe keys, readiness); default from ``settings.redis_url``.
         celery_app: the Celery app used to ``send_task``; default ``make_celery(settings)`` made to
             fail fast (:func:`producer.dispatch.fail_fast_celery`; apply it to an app you pass).
+        store: the object store /readyz checks (HEAD bucket); default from ``settings`` (storage_backend,
+            s3_bucket, s3_endpoint_url, credentials).
 
     Raises:
         ValueError: timeouts that do not nest (:func:`config.settings.check_producer_timing`);
@@ -174,6 +205,7 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
     in_flight = InFlightJobs(enqueuer)
     metrics = ProducerMetrics()
+    store_probe = _StoreProbe(settings, store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -278,20 +310,35 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        failed: dict[str, str] = {}
+
         def probe() -> dict[str, bool]:
             try:  # a write, as the enqueue does: a replica (READONLY) or a full Redis is not ready
                 redis_ok = bool(redis_client.set(f"boundaries:readyz:{settings.db_schema}", "1", ex=60))
-            except Exception:
+            except Exception as e:
                 redis_ok = False
-            return {"redis": redis_ok, "registry": registry.db.ping(writable=True)}
+                failed["redis"] = f"Redis (BOUNDARIES_REDIS_URL) did not take a write: {type(e).__name__}"
+            registry_ok = registry.db.ping(writable=True)
+            if not registry_ok:
+                failed["registry"] = ("the registry (BOUNDARIES_DATABASE_URL) did not answer or is read-only;"
+                                      " `boundaries doctor` says more")
+            store = store_probe()
+            if not store.ok:
+                failed["store"] = store.detail
+            return {"redis": redis_ok, "registry": registry_ok, "store": store.ok}
 
         try:
             checks = await _within_deadline(probe)
         except TimeoutError:
-            checks = {"redis": False, "registry": False, "timed_out": True}
-        ok = all(checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", **checks},
-                            status_code=200 if ok else 503)
+            checks = {"redis": "redis" not in failed, "registry": "registry" not in failed, "store": False,
+                      "timed_out": True}
+            failed.setdefault("timed_out", f"the checks took longer than {settings.producer_deadline_s} s "
+                                           "(BOUNDARIES_PRODUCER_DEADLINE_S)")
+        ok = all(checks.values()) and not failed
+        body = {"status": "ok" if ok else "unavailable", **checks}
+        if not ok:
+            body["failed"] = dict(failed)
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

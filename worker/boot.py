@@ -1,10 +1,16 @@
 """Worker start-up and shutdown at the broker's edge (connected to Celery's signals by
 ``worker/celery_entry.py``).
 
+* Before exec (``boundaries worker``): :func:`check_worker_settings` refuses a missing
+  ``BOUNDARIES_REDIS_URL`` / ``BOUNDARIES_DATABASE_URL``, unsafe timings and ``rediss://`` without
+  certificate settings (ConfigError: exit 78, one line).
 * Start: before Celery connects, the broker (``BOUNDARIES_REDIS_URL``) must answer PING within
   ``broker_start_wait_s``. A broker that accepts TCP and never answers (a wrong port behind a proxy,
   ``rediss://`` pointed at a plain Redis) used to leave the worker silent and never ready; now it exits
-  with status 2 and one line naming the setting, its password masked. Each failed try is logged.
+  with status 69 (EX_UNAVAILABLE) and one line naming the setting, its password masked. Each failed try
+  is logged. Then the object store must answer (:func:`check_store_or_exit`, HEAD bucket): a missing
+  bucket or refused credentials exit 78 (EX_CONFIG) naming ``BOUNDARIES_S3_BUCKET`` (or the credential
+  settings), an unreachable endpoint 69 — instead of failing every job it takes.
 * SIGTERM: Celery's warm shutdown waits for the running job, hours under the solo pool. A SIGTERM
   while a job runs raises :class:`JobInterrupted` in the job (the solo pool runs it in the main
   thread, where Python runs signal handlers): the job's code unwinds (its ``finally`` blocks and the
@@ -33,7 +39,8 @@ from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-EXIT_BROKER_UNAVAILABLE = 2
+EXIT_BROKER_UNAVAILABLE = 69  # EX_UNAVAILABLE (sysexits.h), as boundaries_cli/exits.py
+EXIT_CONFIG = 78  # EX_CONFIG
 
 
 class JobInterrupted(WorkerTerminate):
@@ -69,13 +76,46 @@ def ping_broker(settings: Settings) -> str | None:
 
 
 def check_broker_or_exit(settings: Settings) -> None:
-    """:func:`ping_broker`; on no answer, print one line to stderr and exit with status 2."""
+    """:func:`ping_broker`; on no answer, print one line to stderr and exit with status 69."""
     error = ping_broker(settings)
     if error is not None:
         print(f"boundaries worker: error: the broker BOUNDARIES_REDIS_URL={masked_url(settings.redis_url)} did not "
               f"answer PING within {settings.broker_start_wait_s:g} s ({error}); check its host, port and "
               "redis:// vs rediss://", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_BROKER_UNAVAILABLE)
+
+
+def check_store_or_exit(settings: Settings) -> None:
+    """HEAD the bucket (:func:`boundaries.health.check_store`, no write); when it fails, print one line
+    naming the setting to fix and exit 78 (no such bucket, credentials refused) or 69 (no answer)."""
+    from boundaries.health import check_store, store_for_checks
+
+    check = check_store(store_for_checks(settings), write=False)
+    if not check.ok:
+        print(f"boundaries worker: error: object store: {check.detail}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG if check.kind == "config" else EXIT_BROKER_UNAVAILABLE)
+    log.info("worker.store_ok", detail=check.detail)
+
+
+def check_worker_settings(settings: Settings) -> None:
+    """Refuse settings a worker cannot start with, before Celery is exec'd.
+
+    Raises:
+        ConfigError: ``BOUNDARIES_REDIS_URL`` or ``BOUNDARIES_DATABASE_URL`` unset (one line naming it);
+        ValueError: unsafe timings or ``rediss://`` without ``ssl_cert_reqs`` (config/celery_app.py).
+    """
+    from boundaries.errors import ConfigError
+    from config.celery_app import broker_ssl_options, check_timing
+
+    if not settings.redis_url:
+        raise ConfigError("BOUNDARIES_REDIS_URL is not set: a worker needs the Celery broker, e.g. "
+                          "redis://127.0.0.1:6379/0 (only `boundaries run` starts an embedded Redis)",
+                          "BOUNDARIES_REDIS_URL")
+    if settings.database_url is None:
+        raise ConfigError("BOUNDARIES_DATABASE_URL is not set: a worker needs the registry database "
+                          "(only `boundaries run` starts an embedded PostgreSQL)", "BOUNDARIES_DATABASE_URL")
+    check_timing(settings)
+    broker_ssl_options(settings.redis_url)
 
 
 def _force_exit_after(deadline_s: float) -> None:
@@ -103,6 +143,7 @@ def connect(settings: Settings) -> None:
 
     def on_worker_init(**_kw) -> None:
         check_broker_or_exit(settings)
+        check_store_or_exit(settings)
 
     def on_shutting_down(**kw) -> None:
         if not started.is_set():  # the first signal starts the clock

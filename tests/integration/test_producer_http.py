@@ -251,7 +251,8 @@ def test_broker_down_after_recording_undoes_the_job_and_dedupe_key(producer_fact
 def test_health_ready_and_metrics(producer_factory, video_id, tenant_id):
     p = producer_factory()
     assert httpx.get(p.url + "/healthz").json() == {"status": "ok"}
-    assert httpx.get(p.url + "/readyz", timeout=10).json() == {"status": "ok", "redis": True, "registry": True}
+    assert httpx.get(p.url + "/readyz", timeout=10).json() == {"status": "ok", "redis": True, "registry": True,
+                                                               "store": True}
     p.post(version_payload(video_id, tenant_id))
     p.post(version_payload(video_id, tenant_id))
     p.post(version_payload(str(uuid.uuid4()), tenant_id, status="failed"))

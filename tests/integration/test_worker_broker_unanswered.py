@@ -134,10 +134,10 @@ def test_a_broker_that_never_answers_is_named_within_30_s(silent, worker_proc, t
     # when: a worker starts
     proc, log = worker_proc(_settings(tmp_path, url, pg_dsn, db_schema))
 
-    # then: within 30 s it exits with status 2 and one line naming the setting, password masked
+    # then: within 30 s it exits with status 69 (EX_UNAVAILABLE) and one line naming the setting, password masked
     _wait_exit(proc, 30)
     out = log.read_text()
-    assert proc.returncode == 2, out[-3000:]
+    assert proc.returncode == 69, out[-3000:]
     last = out.strip().splitlines()[-1]
     assert last.startswith("boundaries worker: error:") and "BOUNDARIES_REDIS_URL" in last, out[-3000:]
     assert f"127.0.0.1:{server.port}" in last and "did not answer" in last
@@ -153,7 +153,7 @@ def test_rediss_pointed_at_a_plain_redis_is_named_within_30_s(worker_proc, tmp_p
     proc, log = worker_proc(_settings(tmp_path, url, pg_dsn, db_schema))
     _wait_exit(proc, 30)
     out = log.read_text()
-    assert proc.returncode == 2, out[-3000:]
+    assert proc.returncode == 69, out[-3000:]
     assert "BOUNDARIES_REDIS_URL=rediss://" in out.strip().splitlines()[-1]
     assert PASSWORD not in out
 
@@ -170,7 +170,7 @@ def test_rediss_without_certificate_settings_is_refused_at_start(worker_proc, tm
     # then: refused at once, with one line that says what to add
     _wait_exit(proc, 30)
     lines = log.read_text().strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert proc.returncode == 78 and len(lines) == 1, lines  # EX_CONFIG
     assert "BOUNDARIES_REDIS_URL=rediss://" in lines[0] and "ssl_cert_reqs" in lines[0]
     assert PASSWORD not in lines[0]
 
