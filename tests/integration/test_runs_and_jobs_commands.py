@@ -136,7 +136,6 @@ def test_lists_filter_say_when_cut_and_print_tables_with_the_ids(make_stack):
     dlq_table = cli(s.settings, "dlq", "list", "--table").stdout.decode()
     dlq_show_table = cli(s.settings, "dlq", "show", dl_id, "--table").stdout.decode()
 
-    all_mine = created
     assert [j["id"] for j in mine] == created[::-1]  # newest first; the other tenant's job left out
     assert sorted(j["id"] for j in completed) == sorted(ids["completed"])
     assert len(json.loads(cut.stdout)) == 2
@@ -144,8 +143,9 @@ def test_lists_filter_say_when_cut_and_print_tables_with_the_ids(make_stack):
     assert uncut.stderr == b"" and len(json.loads(uncut.stdout)) == 5
     assert future == []
     assert "1 of 2" in runs_cut.stderr.decode()
-    assert all(j in jobs_table for j in all_mine) and foreign not in jobs_table
-    assert [(a["attempt"], a["outcome"], a["error_type"]) for a in failed["attempts"]] == [(1, "failed", "layout_error")]
+    assert all(j in jobs_table for j in created) and foreign not in jobs_table
+    assert [(a["attempt"], a["outcome"], a["error_type"]) for a in failed["attempts"]] == \
+        [(1, "failed", "layout_error")]
     assert [d["id"] for d in failed["dead_letters"]] == [dl_id] and failed["run"] is None
     assert dl_id in failed_table and "layout_error" in failed_table
     assert missing_job.returncode == 1 and "no job with id" in missing_job.stderr.decode()
