@@ -80,10 +80,10 @@ def _dump(obj) -> None:
 
 
 _LIST_COLUMNS = [("id", "dead letter id"), ("created_at", "created"), ("error_type", "error type"),
-                 ("video_id", "video"), ("cropped_frames_version", "v"), ("model_version", "model"),
-                 ("replay_count", "replays"), ("error_message", "error")]
-_ATTEMPT_COLUMNS = [("attempt", "#"), ("started_at", "started"), ("finished_at", "finished"),
-                    ("outcome", "outcome"), ("error_type", "error type"), ("error_message", "error")]
+                 ("error_message", "error"), ("video_id", "video"), ("cropped_frames_version", "v"),
+                 ("model_version", "model"), ("replay_count", "replays")]
+_ATTEMPT_COLUMNS = [("attempt", "#"), ("outcome", "outcome"), ("error_type", "error type"),
+                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished")]
 
 
 def cmd_list(args) -> int:
@@ -99,7 +99,7 @@ def cmd_list(args) -> int:
             render.print_json(rows)
         else:
             render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"dead letters ({len(rows)})",
-                                                     ids=("id", "video_id")))
+                                                     ids=("id",)))
         return 0
     finally:
         db.close()
@@ -117,7 +117,8 @@ def cmd_show(args) -> int:
             return 0
         out = render.console()
         out.print(render.fields_table(row, title=f"dead letter {args.id}", skip=("event", "attempts", "traceback")))
-        out.print(render.rows_table(row["attempts"] or [], _ATTEMPT_COLUMNS, title="attempts"))
+        attempts = [render.parsed_times(a) for a in row["attempts"] or []]
+        out.print(render.rows_table(attempts, _ATTEMPT_COLUMNS, title="attempts", fold=("error_message",)))
         out.print("event:", json.dumps(row["event"], default=str), soft_wrap=True)
         if row["traceback"]:
             out.print("traceback:", soft_wrap=True)

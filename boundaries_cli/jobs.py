@@ -19,12 +19,11 @@ from config.settings import Settings
 _DESCRIPTION = ("Inference jobs (boundary_inference_jobs) with their attempts, run and dead letters; read-only."
                 " Exit codes: 0 done; 1 no such job; 2 a malformed command.")
 _SETTINGS = "reads BOUNDARIES_DATABASE_URL and BOUNDARIES_DB_SCHEMA"
-_LIST_COLUMNS = [("id", "job id"), ("video_id", "video"), ("cropped_frames_version", "v"),
-                 ("model_version", "model"), ("status", "status"), ("priority", "priority"), ("source", "source"),
-                 ("attempts", "attempts"), ("created_at", "created"), ("updated_at", "updated"),
-                 ("error_message", "error")]
-_ATTEMPT_COLUMNS = [("attempt", "#"), ("started_at", "started"), ("finished_at", "finished"),
-                    ("outcome", "outcome"), ("error_type", "error type"), ("error_message", "error")]
+_LIST_COLUMNS = [("id", "job id"), ("status", "status"), ("attempts", "attempts"), ("created_at", "created"),
+                 ("error_message", "error"), ("video_id", "video"), ("cropped_frames_version", "v"),
+                 ("model_version", "model"), ("priority", "priority")]
+_ATTEMPT_COLUMNS = [("attempt", "#"), ("outcome", "outcome"), ("error_type", "error type"),
+                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished")]
 _DEAD_COLUMNS = [("id", "dead letter id"), ("created_at", "created"), ("error_type", "error type"),
                  ("replay_count", "replays"), ("replayed_at", "replayed")]
 
@@ -46,7 +45,7 @@ def cmd_list(args) -> int:
         render.print_json(rows)
     else:
         render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"jobs ({len(rows)} of {total})",
-                                                 ids=("id", "video_id")))
+                                                 ids=("id",)))
     return 0
 
 
@@ -66,7 +65,7 @@ def cmd_show(args) -> int:
         return 0
     out = render.console()
     out.print(render.fields_table(detail["job"], title=f"job {args.id}"))
-    out.print(render.rows_table(detail["attempts"], _ATTEMPT_COLUMNS, title="attempts"))
+    out.print(render.rows_table(detail["attempts"], _ATTEMPT_COLUMNS, title="attempts", fold=("error_message",)))
     run = detail["run"]
     if run is not None:
         out.print(f"run:          {run['run_id']} (boundaries runs show {run['run_id']})", soft_wrap=True)

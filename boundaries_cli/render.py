@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rich.console import Console
@@ -63,34 +63,70 @@ def print_json(obj: Any) -> None:
 
 
 def cell(v: Any) -> str:
-    """A table cell: ``—`` for None, times to the second in their own offset, the rest as text."""
+    """A table cell: ``—`` for None, times in UTC to the second (``2026-12-01 02:49:47``), the rest as text."""
     if v is None:
         return "—"
     if isinstance(v, datetime):
-        return v.isoformat(sep=" ", timespec="seconds")
+        return (v.astimezone(UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(v, float):
         return f"{v:.1f}"
     return str(v)
 
 
+def parsed_times(row: dict) -> dict:
+    """``row`` with its ``*_at`` strings (ISO 8601, as stored in JSON columns) as datetimes, for :func:`cell`."""
+    out = dict(row)
+    for key, value in row.items():
+        if key.endswith("_at") and isinstance(value, str):
+            try:
+                out[key] = datetime.fromisoformat(value)
+            except ValueError:
+                pass
+    return out
+
+
 def rows_table(rows: Iterable[dict], columns: Sequence[tuple[str, str]], *, title: str | None = None,
-               ids: Sequence[str] = ()) -> Table:
-    """A table of ``rows`` with ``columns`` = ``[(key, header), …]``; the columns named in ``ids`` never
-    wrap or shorten (a UUID stays copyable)."""
-    table = Table(title=title)
-    for key, header in columns:
-        if key in ids:
-            table.add_column(header, no_wrap=True, min_width=36)
+               ids: Sequence[str] = (), fold: Sequence[str] = (), width: int | None = None) -> Table:
+    """A table of ``rows`` with ``columns`` = ``[(key, header), …]`` in order of importance, one line per row
+    except in the ``fold`` columns (long text wrapped whole, e.g. an attempt's error in ``show``).
+
+    The ``ids`` columns are never shortened (a UUID stays copyable). Within ``width`` (default: the stdout
+    console's) columns are taken in order at their natural width: a long text column (over 20 characters)
+    that does not fit is shortened with ``…`` to the room left (at least 10), any other column that does not
+    fit is left out and the caption names it (``show`` and ``--json`` have every value whole). Times in UTC.
+    """
+    rows = list(rows)
+    width = width or console().width
+    cells = [[cell(r.get(key)) for key, _ in columns] for r in rows]
+    used, kept, left_out = 1, [], []
+    for i, (key, header) in enumerate(columns):
+        natural = max([len(header), *(len(c[i]) for c in cells)])
+        need = (min(natural, 20) if key in fold else natural) + 3  # padding 2 + border 1
+        room = width - used - 3
+        if used + need <= width:
+            kept.append((i, key, header, None if key in fold else need - 3))
+            used += need
+        elif key not in ids and key not in fold and natural > 20 and room >= 10:
+            kept.append((i, key, header, room))
+            used = width
         else:
-            table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(cell(row.get(key)) for key, _ in columns))
+            left_out.append(header)
+    caption = "times in UTC" + (f"; not shown (narrow terminal): {', '.join(left_out)}" if left_out else "")
+    table = Table(title=title, caption=caption)
+    for _, key, header, w in kept:
+        if key in fold:
+            table.add_column(header, overflow="fold", min_width=20)
+        else:
+            table.add_column(header, no_wrap=True, overflow="ellipsis", min_width=w if key in ids else None,
+                             max_width=w)
+    for c in cells:
+        table.add_row(*(c[i] for i, *_ in kept))
     return table
 
 
 def fields_table(row: dict, *, title: str | None = None, skip: Sequence[str] = ()) -> Table:
     """One record as a two-column ``field | value`` table (every key of ``row`` except ``skip``)."""
-    table = Table(title=title, show_header=False)
+    table = Table(title=title, show_header=False, caption="times in UTC")
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for key, value in row.items():

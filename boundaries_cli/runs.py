@@ -28,9 +28,9 @@ _DESCRIPTION = ("Published runs (boundary_inference_runs) and their results data
                 " store; 2 a malformed command.")
 _SETTINGS = ("reads BOUNDARIES_DATABASE_URL, BOUNDARIES_DB_SCHEMA and the object store settings"
              " (BOUNDARIES_STORAGE_BACKEND, BOUNDARIES_LOCAL_STORE_DIR or BOUNDARIES_S3_*)")
-_LIST_COLUMNS = [("run_id", "run id"), ("video_id", "video"), ("cropped_frames_version", "v"),
-                 ("model_version", "model"), ("total_pairs", "pairs"), ("processing_time_seconds", "seconds"),
-                 ("completed_at", "completed")]
+_LIST_COLUMNS = [("run_id", "run id"), ("completed_at", "completed"), ("total_pairs", "pairs"),
+                 ("video_id", "video"), ("cropped_frames_version", "v"), ("model_version", "model"),
+                 ("processing_time_seconds", "seconds")]
 
 
 def open_db(settings: Settings):
@@ -88,7 +88,7 @@ def cmd_list(args) -> int:
         render.print_json(rows)
     else:
         render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"runs ({len(rows)} of {total})",
-                                                 ids=("run_id", "video_id")))
+                                                 ids=("run_id",)))
     return 0
 
 

@@ -6,9 +6,14 @@ lists filter and say when ``--limit`` cut them; JSON when stdout is not a termin
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 import uuid
 from datetime import UTC, datetime
 
@@ -157,3 +162,40 @@ def test_lists_filter_say_when_cut_and_print_tables_with_the_ids(make_stack):
     assert datetime.fromisoformat(dlq_list[0]["created_at"]).tzinfo is not None
     assert dl_id in dlq_table and "layout_error" in dlq_table
     assert dl_id in dlq_show_table and "layout.db unreadable" in dlq_show_table and "attempts" in dlq_show_table
+
+
+def on_a_terminal(settings: Settings, *args: str, columns: int = 200) -> str:
+    """Run a ``boundaries`` command with stdout on a pseudo-terminal ``columns`` wide; returns what it printed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in child_env(settings).items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "boundaries_cli.main", *args], env=env, cwd=REPO, stdout=slave,
+                            stderr=subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(60) == 0, proc.stderr.read().decode()
+    return out.decode()
+
+
+def test_a_terminal_gets_a_table_a_pipe_gets_json(make_stack):
+    s = make_stack()
+    event = _event(str(uuid.uuid4()))
+    job_id, _ = s.registry.jobs.record(event)
+
+    terminal = on_a_terminal(s.settings, "jobs", "list")
+    forced = on_a_terminal(s.settings, "jobs", "list", "--json")
+    piped = cli(s.settings, "jobs", "list")
+
+    assert job_id in terminal and "job id" in terminal and "┃" in terminal
+    assert not terminal.lstrip().startswith("[")
+    assert [j["id"] for j in json.loads(forced)] == [job_id]
+    assert [j["id"] for j in json.loads(piped.stdout)] == [job_id]
