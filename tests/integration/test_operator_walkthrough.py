@@ -32,6 +32,7 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+import redis as redis_lib
 
 from boundaries.results_db import read_results_db
 from boundaries.segments import segments_from_labels
@@ -158,7 +159,11 @@ def walk(real_data, redis_url, pg_dsn, db_schema, moto_s3, s3_bucket, tmp_path):
     env = operator_env(redis_url=redis_url, pg_dsn=pg_dsn, schema=db_schema, s3_endpoint=moto_s3.endpoint_url,
                        bucket=s3_bucket, state=tmp_path / "state", port=port)
     s3 = boto3.client("s3", endpoint_url=moto_s3.endpoint_url, region_name="us-east-1")
+    assert BOUNDARIES.is_file(), f"no console script at {BOUNDARIES}: install the project (scripts/setup.sh)"
     yield env, f"http://127.0.0.1:{port}", s3, real_data / CLIP, tmp_path
+    r = redis_lib.Redis.from_url(redis_url)  # this test's own queues on the shared Redis
+    r.delete(env["BOUNDARIES_QUEUE_HIGH"], env["BOUNDARIES_QUEUE_LOW"])
+    r.close()
 
 
 def test_operator_walkthrough(walk):
