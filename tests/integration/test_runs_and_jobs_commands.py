@@ -67,6 +67,7 @@ def test_a_real_job_and_its_run_are_found_shown_and_downloaded(make_stack, real_
     target = tmp_path / "out" / "results.db"
     download = cli(s.settings, "runs", "download", run["run_id"], "-o", str(target))
     again = cli(s.settings, "runs", "download", run["run_id"], "-o", str(target), check=False)
+    to_stdout = cli(s.settings, "runs", "download", run["run_id"], "-o", "-")
 
     assert [(j["id"], j["status"], j["attempts"]) for j in jobs] == [(str(job["id"]), "completed", 1)]
     assert shown["job"]["inference_run_id"] == str(run["id"])
@@ -86,6 +87,7 @@ def test_a_real_job_and_its_run_are_found_shown_and_downloaded(make_stack, real_
     assert target.read_bytes() == published
     assert str(target) in download.stderr.decode()
     assert again.returncode == 2 and "--force" in again.stderr.decode()
+    assert to_stdout.stdout == published
 
 
 def _event(tenant: str, model_version: str = "ops-test") -> JobEvent:
