@@ -83,7 +83,8 @@ _LIST_COLUMNS = [("id", "dead letter id"), ("created_at", "created"), ("error_ty
                  ("error_message", "error"), ("video_id", "video"), ("cropped_frames_version", "v"),
                  ("model_version", "model"), ("replay_count", "replays")]
 _ATTEMPT_COLUMNS = [("attempt", "#"), ("outcome", "outcome"), ("error_type", "error type"),
-                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished")]
+                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished"),
+                    ("worker", "worker")]
 
 
 def cmd_list(args) -> int:

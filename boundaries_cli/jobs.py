@@ -4,8 +4,8 @@ dead letters. Read-only (the job state machine is boundaries/registry/jobs.py).
 Reads ``BOUNDARIES_DATABASE_URL`` / ``BOUNDARIES_DB_SCHEMA``. Output: see :mod:`boundaries_cli.render` (a
 table on a terminal, JSON otherwise). Exit codes: 0 done; 1 no such job; 2 a malformed command.
 
-Attempts are counted when they start (a worker killed mid-attempt leaves one ``abandoned``); which
-worker ran an attempt is not recorded in the registry (the worker's logs name the job id).
+Attempts are counted when they start (a worker killed mid-attempt leaves one ``abandoned``); each names
+the worker that ran it (Celery node name and pid; empty for attempts recorded before migration 011).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ _LIST_COLUMNS = [("id", "job id"), ("status", "status"), ("attempts", "attempts"
                  ("error_message", "error"), ("video_id", "video"), ("cropped_frames_version", "v"),
                  ("model_version", "model"), ("priority", "priority")]
 _ATTEMPT_COLUMNS = [("attempt", "#"), ("outcome", "outcome"), ("error_type", "error type"),
-                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished")]
+                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished"),
+                    ("worker", "worker")]
 _DEAD_COLUMNS = [("id", "dead letter id"), ("created_at", "created"), ("error_type", "error type"),
                  ("replay_count", "replays"), ("replayed_at", "replayed")]
 
@@ -98,7 +99,8 @@ def add_commands(sub) -> None:
     render.add_format_flags(c)
     c.set_defaults(func=cmd_list)
 
-    c = jsub.add_parser("show", help="one job: its row, attempts (start, end, outcome, error), run and dead letters",
+    c = jsub.add_parser("show", help="one job: its row, attempts (start, end, outcome, error, worker), run and"
+                        " dead letters",
                         epilog=f"{render.FORMAT_HELP}. {_SETTINGS}.")
     c.add_argument("id", metavar="JOB_ID", type=uuid_arg, help="the job's id (a UUID)")
     render.add_format_flags(c)

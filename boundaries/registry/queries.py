@@ -100,16 +100,19 @@ def count_jobs(db: Database, *, tenant_id: str | None = None, video_id: str | No
 
 def job_detail(db: Database, job_id: str) -> dict | None:
     """``{"job": row, "attempts": [...], "run": row | None, "dead_letters": [...]}`` for ``job_id``, or None
-    when there is no such job. Attempts in order (``attempt``, ``started_at``, ``finished_at``, ``outcome``,
-    ``error_type``, ``error_message``); the run by the job's ``inference_run_id``, else by its idempotency
-    key (a run published by an attempt that did not get to mark the job); dead letters of the job oldest
-    first, without their event and traceback (``boundaries dlq show`` has them)."""
+    when there is no such job.
+
+    Attempts in order (``attempt``, ``started_at``, ``finished_at``, ``outcome``, ``error_type``,
+    ``error_message``, ``worker``: node name and pid, migration 011); the run by the job's
+    ``inference_run_id``, else by its idempotency key (a run published by an attempt that did not get to
+    mark the job); dead letters of the job oldest first, without their event and traceback (``boundaries
+    dlq show`` has them)."""
     with db.connection() as c:
         job = c.execute("SELECT * FROM boundary_inference_jobs WHERE id = %s", (job_id,)).fetchone()
         if job is None:
             return None
         attempts = c.execute(
-            "SELECT attempt, started_at, finished_at, outcome, error_type, error_message"
+            "SELECT attempt, started_at, finished_at, outcome, error_type, error_message, worker"
             " FROM boundary_inference_job_attempts WHERE job_id = %s ORDER BY attempt", (job_id,)).fetchall()
         run = c.execute(
             "SELECT * FROM boundary_inference_runs WHERE id = %s OR (video_id = %s AND cropped_frames_version = %s"

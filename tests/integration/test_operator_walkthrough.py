@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -187,6 +188,7 @@ def test_operator_walkthrough(walk):
         services["reconcile"] = start(env, logs, "reconcile", "reconcile", "--loop")
         services["sweep"] = start(env, logs, "sweep", "sweep", "--loop")
         ready = wait_ready(url, services["serve"])
+        worker_pid = services["worker"].pid  # `boundaries worker` execs Celery: the same process
 
         # 5. ingest (no webhook), then the webhook the Supabase trigger would send
         video = ok(boundaries(env, "ingest", str(clip), "--crop", CLIP_CROP, timeout=120))
@@ -231,6 +233,7 @@ def test_operator_walkthrough(walk):
     assert accepted.status_code == 202 and accepted.json()["job_id"] == job["id"], accepted.text
     assert duplicate.status_code == 200 and duplicate.json()["job_id"] == job["id"], duplicate.text
     assert [(a["attempt"], a["outcome"]) for a in shown["attempts"]] == [(1, "completed")]
+    assert shown["attempts"][0]["worker"] == f"celery@{socket.gethostname()} pid {worker_pid}"
     assert shown["run"]["run_id"] == runs[0]["run_id"] == run["run"]["run_id"]
     assert runs[0]["total_pairs"] == video["total_frames"] - 1 == run["pairs"]
     segments = segments_from_labels(read_results_db(published)["forward_labels"])

@@ -73,6 +73,8 @@ def test_a_real_job_and_its_run_are_found_shown_and_downloaded(make_stack, real_
     assert shown["job"]["inference_run_id"] == str(run["id"])
     assert [(a["attempt"], a["outcome"]) for a in shown["attempts"]] == [(1, "completed")]
     assert shown["attempts"][0]["started_at"] and shown["attempts"][0]["finished_at"]
+    assert shown["attempts"][0]["worker"].startswith("boundaries-")  # the node name start_worker gives (-n)
+    assert f"pid {s.workers[0].pid}" in shown["attempts"][0]["worker"]
     assert shown["run"]["run_id"] == run["run_id"] and shown["dead_letters"] == []
     assert [(r["run_id"], r["video_id"], r["total_pairs"]) for r in runs] == [(run["run_id"], vid, 126)]
     assert by_run_id == by_row_id
