@@ -5,11 +5,13 @@ Filters (list, replay, purge): ``--error-type``, ``--video-id``, ``--tenant-id``
 ``--older-than-h`` (same as ``--until`` that many hours ago). ``list`` and ``replay`` skip dead letters
 already replayed unless ``--include-replayed``.
 
-Output: JSON on stdout (``list``: an array, so ``jq -r '.[].id'`` works; ``replay``:
-``{"summary": {...}, "results": [...]}``); notices (a list cut by ``--limit``, replay progress on a
-terminal, the replay's one-line summary) on stderr. Exit codes: 0 done; 1 a replay left a dead letter
-neither queued nor already done (failed, not found, skipped); 2 a refused or malformed command; a service
-down or a setting missing as every command (boundaries_cli/exits.py: 69, 78; 141 when stdout closes early).
+Output: ``list`` and ``show`` print a table on a terminal and JSON otherwise (a pipe, a file; ``--json``
+/ ``--table`` force either: boundaries_cli/render.py); ``list``'s JSON is an array, so ``jq -r '.[].id'``
+works. ``replay`` and ``purge`` print JSON (``replay``: ``{"summary": {...}, "results": [...]}``).
+Notices (a list cut by ``--limit``, replay progress on a terminal, the replay's one-line summary) on
+stderr. Exit codes: 0 done; 1 a replay left a dead letter neither queued nor already done (failed, not
+found, skipped); 2 a refused or malformed command; a service down or a setting missing as every command
+(boundaries_cli/exits.py: 69, 78; 141 when stdout closes early).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
+from boundaries_cli import render
 from config.settings import Settings
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -77,6 +80,14 @@ def _dump(obj) -> None:
     print(json.dumps(obj, default=str, indent=2))
 
 
+_LIST_COLUMNS = [("id", "dead letter id"), ("created_at", "created"), ("error_type", "error type"),
+                 ("error_message", "error"), ("video_id", "video"), ("cropped_frames_version", "v"),
+                 ("model_version", "model"), ("replay_count", "replays")]
+_ATTEMPT_COLUMNS = [("attempt", "#"), ("outcome", "outcome"), ("error_type", "error type"),
+                    ("error_message", "error"), ("started_at", "started"), ("finished_at", "finished"),
+                    ("worker", "worker")]
+
+
 def cmd_list(args) -> int:
     db, dl = _open(Settings())
     try:
@@ -85,9 +96,12 @@ def cmd_list(args) -> int:
         if len(rows) == args.limit:
             total = dl.count(**f, include_replayed=args.include_replayed)
             if total > len(rows):
-                print(f"dlq list: showing the oldest {len(rows)} of {total} matching dead letters (cut by --limit "
-                      f"{args.limit}; raise --limit or narrow the filters)", file=sys.stderr)
-        _dump(rows)
+                render.cut_notice("dlq list", len(rows), total, args.limit, "dead letters", "oldest")
+        if render.wants_json(args):
+            render.print_json(rows)
+        else:
+            render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"dead letters ({len(rows)})",
+                                                     ids=("id",)))
         return 0
     finally:
         db.close()
@@ -100,7 +114,17 @@ def cmd_show(args) -> int:
         if row is None:
             print(f"no dead letter with id {args.id}", file=sys.stderr)
             return 1
-        _dump(row)
+        if render.wants_json(args):
+            render.print_json(row)
+            return 0
+        out = render.console()
+        out.print(render.fields_table(row, title=f"dead letter {args.id}", skip=("event", "attempts", "traceback")))
+        attempts = [render.parsed_times(a) for a in row["attempts"] or []]
+        out.print(render.rows_table(attempts, _ATTEMPT_COLUMNS, title="attempts", fold=("error_message",)))
+        out.print("event:", json.dumps(row["event"], default=str), soft_wrap=True)
+        if row["traceback"]:
+            out.print("traceback:", soft_wrap=True)
+            out.print(row["traceback"], markup=False, highlight=False, soft_wrap=True)
         return 0
     finally:
         db.close()
@@ -195,14 +219,18 @@ def add_commands(sub) -> None:
     d = sub.add_parser("dlq", help="dead letters: list, show, replay, purge")
     dsub = d.add_subparsers(dest="dlq_command", required=True)
 
-    c = dsub.add_parser("list", help="dead letters as a JSON array, oldest first (stderr says when --limit cut it)")
+    c = dsub.add_parser("list", help="dead letters, oldest first (stderr says when --limit cut it)",
+                        epilog=render.FORMAT_HELP + "; JSON is an array of objects")
     _add_filters(c, replayed_flag=True)
     c.add_argument("--all", dest="include_replayed", action="store_true", help="same as --include-replayed")
     c.add_argument("--limit", type=int, default=100, help="at most this many, oldest first (default: 100)")
+    render.add_format_flags(c)
     c.set_defaults(func=cmd_list)
 
-    c = dsub.add_parser("show", help="one dead letter with its event, traceback and attempts")
+    c = dsub.add_parser("show", help="one dead letter with its event, traceback and attempts",
+                        epilog=render.FORMAT_HELP)
     c.add_argument("id", type=uuid_arg, help="the dead letter's id (UUID, from dlq list)")
+    render.add_format_flags(c)
     c.set_defaults(func=cmd_show)
 
     c = dsub.add_parser("replay", help="send dead-lettered jobs again (by id, or every one matching the filters)")

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from boundaries_cli.args import existing_file, parse_crop, video_file
+from boundaries_cli.render import segment_table
 from config.settings import Settings
 
 
@@ -42,13 +42,7 @@ def cmd_run(args) -> int:
     if report.status != "completed":
         console.print(f"[red]job failed[/red]: {report.error}")
         return 1
-    table = Table(title="caption segments", show_lines=False)
-    for col in ("#", "start (s)", "end (s)", "frames"):
-        table.add_column(col, justify="right")
-    for i, seg in enumerate(report.segments, 1):
-        start, end = seg.times()
-        table.add_row(str(i), f"{start:.1f}", f"{end:.1f}", f"{seg.first_frame}–{seg.last_frame}")
-    console.print(table)
+    console.print(segment_table(report.segments))
     console.print(f"results database: {report.results_location}", soft_wrap=True)  # one copyable line
     console.print(f"run id:           {report.run_id}")
     console.print(f"model version:    {report.model_version}")

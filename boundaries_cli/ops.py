@@ -145,6 +145,11 @@ def add_commands(sub) -> None:
 
     dlq.add_commands(sub)
 
+    from boundaries_cli import jobs, runs
+
+    runs.add_commands(sub)
+    jobs.add_commands(sub)
+
     from boundaries_cli.ingest_cmds import add_store_command
 
     add_store_command(sub)

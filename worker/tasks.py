@@ -21,7 +21,9 @@ the message goes back on the queue (never acked with no state change). While a j
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 import traceback
 
 import psycopg
@@ -72,6 +74,13 @@ def before_claim(window_s: float, fn, *args, **kwargs):
         raise Reject(f"registry unavailable for {window_s} s before the claim: {e}", requeue=True) from e
 
 
+def worker_name(task) -> str:
+    """Who runs an attempt, for its row (``boundaries jobs show``): the Celery node name of ``task``'s worker
+    (``-n``; ``celery@<host>`` by default; the host name outside Celery) and this process's id."""
+    node = getattr(getattr(task, "request", None), "hostname", None) or socket.gethostname()
+    return f"{node} pid {os.getpid()}"
+
+
 def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
     try:
         event = JobEvent.model_validate(event_dict)
@@ -89,7 +98,7 @@ def handle(task, event_dict: dict, ctx: WorkerContext) -> dict:
     try:
         try:
             attempt = before_claim(window, jobs.claim, job_id, stale_after_s=s.heartbeat_stale_s,
-                                   max_attempts=s.max_attempts)
+                                   max_attempts=s.max_attempts, worker=worker_name(task))
         except JobBusy:
             # A redelivered copy (broker restart, visibility timeout, sweep, a duplicate send) of a job a
             # live worker runs: that worker owns it; if it dies, its heartbeat goes stale and the sweep

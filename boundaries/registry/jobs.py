@@ -98,7 +98,7 @@ class Jobs:
     def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
         with self.db.connection() as c:
             return c.execute(
-                "SELECT attempt, started_at, finished_at, outcome, error_type, error_message"
+                "SELECT attempt, started_at, finished_at, outcome, error_type, error_message, worker"
                 f" FROM {_ATTEMPTS} WHERE job_id = %s ORDER BY attempt", (job_id,),
             ).fetchall()
 
@@ -198,8 +198,8 @@ class Jobs:
             ).fetchall()
 
     # --- worker transitions ---------------------------------------------------------------------
-    def claim(self, job_id: str, *, stale_after_s: float | None = None, max_attempts: int | None = None
-              ) -> int | None:
+    def claim(self, job_id: str, *, stale_after_s: float | None = None, max_attempts: int | None = None,
+              worker: str | None = None) -> int | None:
         """Claim the job for one attempt: status ``running``, attempts + 1, a job_attempts row (an earlier
         attempt left open — its worker died — is closed ``abandoned``).
 
@@ -208,6 +208,7 @@ class Jobs:
         ``max_attempts``: a job that has already started this many attempts in this round (since its last
         replay) is not started again: it is dead-lettered here, in the same transaction, with a reason
         that says how many of those attempts lost their worker.
+        ``worker``: who runs the attempt (kept on its row for ``boundaries jobs show``; migration 011).
 
         Returns the attempt number, or None when the job is not claimable (completed, failed, or its row
         is gone: a redelivered message of a finished job, nothing to do).
@@ -241,7 +242,8 @@ class Jobs:
                 c.execute(f"UPDATE {_ATTEMPTS} SET finished_at = now(), outcome = 'abandoned',"
                           " error_message = 'worker lost (the attempt never finished)'"
                           " WHERE job_id = %s AND attempt < %s AND finished_at IS NULL", (job_id, attempt))
-                c.execute(f"INSERT INTO {_ATTEMPTS} (job_id, attempt) VALUES (%s, %s)", (job_id, attempt))
+                c.execute(f"INSERT INTO {_ATTEMPTS} (job_id, attempt, worker) VALUES (%s, %s, %s)",
+                          (job_id, attempt, worker))
                 return int(attempt)
         raise exhausted
 
@@ -369,7 +371,7 @@ class Jobs:
     def _insert_dead_letter(c, job_id: str, event: dict, error_type: str, error_message: str,
                             traceback: str | None) -> str:
         history = c.execute(
-            "SELECT attempt, started_at, finished_at, outcome, error_type, error_message"
+            "SELECT attempt, started_at, finished_at, outcome, error_type, error_message, worker"
             f" FROM {_ATTEMPTS} WHERE job_id = %s ORDER BY attempt", (job_id,),
         ).fetchall()
         row = c.execute(
