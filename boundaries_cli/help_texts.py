@@ -36,6 +36,11 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
     "store orphans": [*_REGISTRY, *_STORE, "FRAMES_PREFIX_TEMPLATE"],
     "upload-checkpoint": [],
     "doctor": ["REDIS_URL", *_REGISTRY, *_STORE, "RUNNER", "MODAL_APP_NAME"],
+    "runs list": _REGISTRY,
+    "runs show": [*_REGISTRY, *_STORE],
+    "runs download": [*_REGISTRY, *_STORE],
+    "jobs list": _REGISTRY,
+    "jobs show": _REGISTRY,
 }
 """Settings read per command (see the module docstring)."""
 

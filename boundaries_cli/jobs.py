@@ -18,7 +18,6 @@ from config.settings import Settings
 
 _DESCRIPTION = ("Inference jobs (boundary_inference_jobs) with their attempts, run and dead letters; read-only."
                 " Exit codes: 0 done; 1 no such job; 2 a malformed command.")
-_SETTINGS = "reads BOUNDARIES_DATABASE_URL and BOUNDARIES_DB_SCHEMA"
 _LIST_COLUMNS = [("id", "job id"), ("status", "status"), ("attempts", "attempts"), ("created_at", "created"),
                  ("error_message", "error"), ("video_id", "video"), ("cropped_frames_version", "v"),
                  ("model_version", "model"), ("priority", "priority")]
@@ -88,7 +87,7 @@ def add_commands(sub) -> None:
     jsub = j.add_subparsers(dest="jobs_command", required=True)
 
     c = jsub.add_parser("list", help="jobs, newest first (stderr says when --limit cut the list)",
-                        epilog=f"{render.FORMAT_HELP}. {_SETTINGS}.")
+                        epilog=f"{render.FORMAT_HELP}.")
     c.add_argument("--tenant-id", type=uuid_arg, help="only this tenant's jobs")
     c.add_argument("--video-id", type=uuid_arg, help="only this video's jobs")
     c.add_argument("--model-version", help="only jobs of this model version, e.g. classical-v3")
@@ -101,7 +100,7 @@ def add_commands(sub) -> None:
 
     c = jsub.add_parser("show", help="one job: its row, attempts (start, end, outcome, error, worker), run and"
                         " dead letters",
-                        epilog=f"{render.FORMAT_HELP}. {_SETTINGS}.")
+                        epilog=f"{render.FORMAT_HELP}.")
     c.add_argument("id", metavar="JOB_ID", type=uuid_arg, help="the job's id (a UUID)")
     render.add_format_flags(c)
     c.set_defaults(func=cmd_show)

@@ -26,8 +26,6 @@ _DESCRIPTION = ("Published runs (boundary_inference_runs) and their results data
                 " is named by either of its UUIDs: the row's id (a job's inference_run_id) or its run_id (what"
                 " `boundaries run` prints). Exit codes: 0 done; 1 no such run, or its results database is not in the"
                 " store; 2 a malformed command.")
-_SETTINGS = ("reads BOUNDARIES_DATABASE_URL, BOUNDARIES_DB_SCHEMA and the object store settings"
-             " (BOUNDARIES_STORAGE_BACKEND, BOUNDARIES_LOCAL_STORE_DIR or BOUNDARIES_S3_*)")
 _LIST_COLUMNS = [("run_id", "run id"), ("completed_at", "completed"), ("total_pairs", "pairs"),
                  ("video_id", "video"), ("cropped_frames_version", "v"), ("model_version", "model"),
                  ("processing_time_seconds", "seconds")]
@@ -171,7 +169,7 @@ def add_commands(sub) -> None:
     rsub = r.add_subparsers(dest="runs_command", required=True)
 
     c = rsub.add_parser("list", help="runs, newest first (stderr says when --limit cut the list)",
-                        epilog=f"{render.FORMAT_HELP}. {_SETTINGS}.")
+                        epilog=f"{render.FORMAT_HELP}.")
     c.add_argument("--tenant-id", type=uuid_arg, help="only this tenant's runs")
     c.add_argument("--video-id", type=uuid_arg, help="only this video's runs")
     c.add_argument("--model-version", help="only runs of this model version, e.g. classical-v3")
@@ -182,13 +180,13 @@ def add_commands(sub) -> None:
     c.set_defaults(func=cmd_list)
 
     c = rsub.add_parser("show", help="one run's fields and caption segments (from its results database)",
-                        epilog=f"{render.FORMAT_HELP}. {_SETTINGS}.")
+                        epilog=f"{render.FORMAT_HELP}.")
     c.add_argument("run", metavar="RUN_ID", type=uuid_arg, help="the run's id or run_id (both UUIDs)")
     render.add_format_flags(c)
     c.set_defaults(func=cmd_show)
 
     c = rsub.add_parser("download", help="write a run's results database (SQLite, COMPAT.md §5) to a file",
-                        epilog=_SETTINGS + ".")
+                        epilog=None)
     c.add_argument("run", metavar="RUN_ID", type=uuid_arg, help="the run's id or run_id (both UUIDs)")
     c.add_argument("-o", "--output", type=Path, metavar="PATH",
                    help="file or directory to write (default: the key's file name in the current directory;"
