@@ -3,11 +3,20 @@
 Settings are read from the environment here, once, and passed down. A configuration error (a bad
 setting, ``rediss://`` without ``ssl_cert_reqs``) ends the process with one line and status 2;
 worker/boot.py checks the broker before Celery connects and bounds shutdown.
+
+Logging: Celery never configures logging itself here. Its ``setup_logging`` signal is connected to
+:func:`config.logging.configure_logging` with the worker's ``-l`` level, so Celery's, kombu's and our own
+records all go through one JSON handler when stderr is not a terminal (the root logger is not hijacked,
+stdout/stderr are not redirected into a plain-text logger).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+
+import structlog
+from celery import signals
 
 from config.celery_app import make_celery
 from config.logging import configure_logging
@@ -16,6 +25,24 @@ from worker import boot
 from worker.deps import WorkerContext
 from worker.tasks import register_tasks
 
+
+def _setup_logging(loglevel=None, **_kw) -> None:
+    """``setup_logging`` receiver: a connected receiver makes Celery skip its own logging set-up."""
+    if isinstance(loglevel, int):  # Celery passes the -l level as a number
+        loglevel = logging.getLevelName(loglevel)
+    configure_logging(loglevel or None)
+
+
+def _log_ready(sender=None, **_kw) -> None:
+    """``worker_ready`` receiver: the facts of the banner, read from the running consumer, as one event."""
+    controller = getattr(sender, "controller", None)
+    pool = getattr(controller, "pool", None)
+    structlog.get_logger(__name__).info(
+        "worker.ready", node=getattr(sender, "hostname", None), pool=type(pool).__module__.rsplit(".", 1)[-1],
+        concurrency=getattr(controller, "concurrency", None),
+        queues=sorted(sender.task_consumer.queues and [q.name for q in sender.task_consumer.queues] or []))
+
+
 try:
     settings = Settings()
     app = make_celery(settings)
@@ -23,6 +50,8 @@ except ValueError as e:  # pydantic's ValidationError is a ValueError
     print(f"boundaries worker: error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
     raise SystemExit(2) from None
 configure_logging()
+signals.setup_logging.connect(_setup_logging, weak=False)
+signals.worker_ready.connect(_log_ready, weak=False)
 boot.connect(settings)
 context = WorkerContext(settings)
 register_tasks(app, context)
