@@ -82,6 +82,7 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(name)
+    logging.captureWarnings(True)  # Python warnings (Celery's SecurityWarning …) as records of py.warnings
     for lib in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "kombu", "psycopg", "botocore"):
         lib_logger = logging.getLogger(lib)
         for old in list(lib_logger.handlers):  # a plain handler a library installed itself
