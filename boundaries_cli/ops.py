@@ -147,9 +147,11 @@ def add_commands(sub) -> None:
     w.add_argument("-Q", "--queues", default=None, help="comma-separated queues to consume (default: both priority"
                    " queues, BOUNDARIES_QUEUE_HIGH,BOUNDARIES_QUEUE_LOW)")
     w.add_argument("-n", "--hostname", default="celery@%h", help="node name, as celery's -n (default celery@%%h)")
-    w.add_argument("-P", "--pool", choices=("solo",), default="solo",
-                   help="solo: one job at a time in the worker's main thread (scale by running more workers)")
-    w.add_argument("-c", "--concurrency", type=int, default=1, help="jobs at a time (1 with the solo pool)")
+    w.add_argument("-P", "--pool", choices=("solo", "prefork"), default="solo",
+                   help="solo (default): one job at a time in the worker's main thread; prefork: --concurrency"
+                   " jobs at a time in pool processes (worker/boot.py: SIGTERM hands running jobs back in both)")
+    w.add_argument("-c", "--concurrency", type=int, default=1,
+                   help="jobs at a time (default 1; above 1 needs --pool prefork)")
     w.add_argument("celery_args", nargs="*", metavar="-- CELERY_OPTION",
                    help="passed to `celery worker` verbatim (after --)")
     w.set_defaults(func=cmd_worker)

@@ -89,3 +89,12 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
             lib_logger.removeHandler(old)
         lib_logger.propagate = True
         lib_logger.setLevel(logging.NOTSET)
+    # billiard (Celery's prefork pool) logs to "multiprocessing" with propagation off: our handler there too
+    mp = logging.getLogger("multiprocessing")
+    for old in [h for h in mp.handlers if h.get_name() == _HANDLER_NAME]:
+        mp.removeHandler(old)
+    mp.addHandler(handler)
+    mp.propagate = False
+    # psycopg's pool logs every connection request/return at INFO (several lines per job): below DEBUG,
+    # only its warnings
+    logging.getLogger("psycopg.pool").setLevel(logging.DEBUG if name == "DEBUG" else logging.WARNING)
