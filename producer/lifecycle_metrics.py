@@ -51,14 +51,14 @@ JOB_STATUSES = ("queued", "running", "completed", "failed")
 PRIORITY_STEPS = (0, 3, 6, 9)
 """kombu's default Redis priority steps: priority p>0 lives in the list ``{queue}\\x06\\x16{p}``."""
 
-_BUCKET_COLUMNS = ", ".join(
-    f"count(*) FILTER (WHERE finished_at - started_at <= make_interval(secs => {b})) AS le_{i}"
+_BUCKET_COLUMNS = ", ".join(  # interval comparisons: several times cheaper than extract(epoch …) per row
+    f"count(*) FILTER (WHERE finished_at - started_at <= interval '{b:g} seconds') AS le_{i}"
     for i, b in enumerate(ATTEMPT_BUCKETS_S))
 _QUERIES = {
     "jobs": "SELECT status, count(*) AS n, count(*) FILTER (WHERE retry_at IS NOT NULL) AS waiting_retry"
             " FROM boundary_inference_jobs GROUP BY status",
     "attempts": "SELECT outcome, count(*) AS n,"
-                " COALESCE(sum(extract(epoch FROM finished_at - started_at)), 0)::float8 AS seconds,"
+                " COALESCE(extract(epoch FROM sum(finished_at - started_at)), 0)::float8 AS seconds,"
                 f" {_BUCKET_COLUMNS} FROM boundary_inference_job_attempts GROUP BY outcome",
     "dead_letters": "SELECT count(*) AS n, count(*) FILTER (WHERE replayed_at IS NULL) AS pending"
                     " FROM boundary_inference_dead_letters",
@@ -139,7 +139,7 @@ class LifecycleCollector(Collector):
         yield GaugeMetricFamily("boundaries_jobs_waiting_retry", "Queued jobs waiting for their retry_at",
                                 value=sum(r["waiting_retry"] for r in rows["jobs"] if r["status"] == "queued"))
         yield CounterMetricFamily("boundaries_job_attempts_started", "Attempts started (claims)",
-                                  value=sum(r["n"] for r in rows["attempts"]))
+                                  value=sum(r["n"] for r in rows["attempts"]))  # running ones included
         finished = CounterMetricFamily("boundaries_job_attempts", "Attempts finished, by outcome", labels=["outcome"])
         durations = HistogramMetricFamily("boundaries_attempt_duration_seconds",
                                           "Seconds from claim to outcome of finished attempts", labels=["outcome"])
@@ -147,8 +147,8 @@ class LifecycleCollector(Collector):
             if r["outcome"] is None:  # still running
                 continue
             finished.add_metric([r["outcome"]], r["n"])
-            buckets = [(floatToGoString(b), r[f"le_{i}"]) for i, b in enumerate(ATTEMPT_BUCKETS_S)] + [("+Inf", r["n"])]
-            durations.add_metric([r["outcome"]], buckets, sum_value=r["seconds"])
+            buckets = [(floatToGoString(b), r[f"le_{i}"]) for i, b in enumerate(ATTEMPT_BUCKETS_S)]
+            durations.add_metric([r["outcome"]], [*buckets, ("+Inf", r["n"])], sum_value=r["seconds"])
         yield finished
         yield durations
         dl = rows["dead_letters"][0]
