@@ -4,6 +4,8 @@ runner wrapper — scraped from real producer apps and parsed with prometheus_cl
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +23,8 @@ from config.shard_metrics import shard_metrics_key
 from producer.app import create_app
 from producer.dispatch import dispatch, fail_fast_celery
 from producer.enqueue import fail_fast_redis
-from tests.integration.test_producer_support import ServerThread, clear_queues, make_settings
+from tests.conftest import REPO
+from tests.integration.test_producer_support import SECRET, ServerThread, clear_queues, make_settings, version_payload
 from worker.runners.base import ShardError
 from worker.runners.measured import MeasuredRunner
 
@@ -198,3 +201,26 @@ def test_a_scrape_with_the_registry_down_still_answers_and_says_so(redis_url, pg
         down.close()
         r.close()
         celery_app.close()
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_exported(two_producers):
+    settings, (p1, _p2), reg, _app = two_producers
+    job_id, _ = reg.jobs.record(_event(settings))
+    reg.jobs.complete(job_id, reg.jobs.claim(job_id), None)
+    client = redis.Redis.from_url(settings.redis_url)
+    MeasuredRunner(type("Backend", (), {"map": lambda self, reqs: [ShardSummary(
+        shard_id="s", pairs=5, seconds=1.5, pairs_per_s=3.3, decode_s=0.1, model_s=1.0, output_key="k")]})(),
+        client, shard_metrics_key(settings.db_schema)).map([object()])
+    client.close()
+    # a 401 and an ignored event: the labelled webhook counters have samples
+    assert httpx.post(p1.url + "/webhooks/supabase", json={}, timeout=10).status_code == 401
+    ignored = version_payload(str(uuid.uuid4()), str(uuid.uuid4()), status="processing", old_status=None, op="INSERT")
+    r = httpx.post(p1.url + "/webhooks/supabase", json=ignored, headers={"Authorization": f"Bearer {SECRET}"},
+                   timeout=10)
+    assert r.json()["status"] == "ignored", r.text
+    exported = {name for name, _labels in scrape(p1)}
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "boundaries.json").read_text())
+    queried = {name for panel in dashboard["panels"] for t in panel["targets"]
+               for name in re.findall(r"boundaries_[a-z_]+", t["expr"])}
+    assert len(queried) >= 15
+    assert queried - exported == set()
