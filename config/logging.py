@@ -32,6 +32,12 @@ def _drop_secrets(_logger, _name, event_dict):
     return event_dict
 
 
+def _replaceable(handler: logging.Handler) -> bool:
+    """Ours from an earlier call, or a plain stream handler (basicConfig's, a library's own); others —
+    pytest's capture, an error tracker's — stay."""
+    return handler.get_name() == _HANDLER_NAME or type(handler) is logging.StreamHandler
+
+
 def log_level(level: str | None = None, default: str = "INFO") -> str:
     """The level name to use: ``level``, else ``BOUNDARIES_LOG_LEVEL``, else ``default``.
 
@@ -78,14 +84,14 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    for old in list(root.handlers):  # ours from an earlier call, or basicConfig's / a library's plain one
+    for old in [h for h in root.handlers if _replaceable(h)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(name)
     logging.captureWarnings(True)  # Python warnings (Celery's SecurityWarning …) as records of py.warnings
     for lib in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "kombu", "psycopg", "botocore"):
         lib_logger = logging.getLogger(lib)
-        for old in list(lib_logger.handlers):  # a plain handler a library installed itself
+        for old in [h for h in lib_logger.handlers if _replaceable(h)]:
             lib_logger.removeHandler(old)
         lib_logger.propagate = True
         lib_logger.setLevel(logging.NOTSET)
