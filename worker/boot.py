@@ -14,11 +14,11 @@
   retries a publish to a silent broker forever) is cut by a forced exit ``worker_shutdown_deadline_s``
   after the signal.
 * Prefork pool (``boundaries worker -P prefork -c N``): jobs run in pool children. SIGTERM to the worker
-  ends it as above (a running job makes it a cold shutdown, which sends SIGTERM to the children); Celery
-  resets a child's SIGTERM to the default (die at once: no ``finally``, the job left ``running`` behind a
-  fresh heartbeat until the sweep). Each child therefore gets the same rule as the solo pool
+  ends it as above (a running job makes it a cold shutdown, which sends SIGTERM to the children). Billiard's
+  own SIGTERM handler in a child exits it without handing the job back: the job stayed ``running`` behind
+  a fresh heartbeat until the sweep. Each child therefore gets the solo pool's rule before each task
   (:func:`interrupt_job_in_child`): SIGTERM while a job runs raises :class:`JobInterrupted` in it, the job
-  is handed back (queued, due now) and the child exits; an idle child dies as before.
+  is handed back (queued, due now) and the child exits; an idle child exits through billiard's handler.
 """
 
 from __future__ import annotations
