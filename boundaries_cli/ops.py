@@ -104,7 +104,8 @@ def cmd_reconcile(args) -> int:
 
     try:
         return run_loop("reconcile", one_pass, loop=args.loop,
-                        interval_s=min(settings.retry_poll_interval_s, settings.reconcile_interval_s))
+                        interval_s=min(settings.retry_poll_interval_s, settings.reconcile_interval_s),
+                        liveness_file=settings.liveness_file)
     finally:
         enq.registry.db.close()
 
@@ -125,7 +126,8 @@ def cmd_sweep(args) -> int:
                 "dead_lettered": res.dead_lettered}
 
     try:
-        return run_loop("sweep", one_pass, interval_s=settings.heartbeat_stale_s, loop=args.loop)
+        return run_loop("sweep", one_pass, interval_s=settings.heartbeat_stale_s, loop=args.loop,
+                        liveness_file=settings.liveness_file)
     finally:
         reg.db.close()
 

@@ -76,8 +76,9 @@ def check_timing(settings: Settings) -> None:
     Relations: runner deadlines (local, Modal) < task_soft_time_limit_s < task_time_limit_s <
     visibility_timeout_s (a live job is never redelivered); heartbeat_interval_s < heartbeat_stale_s <
     visibility_timeout_s (a dead worker's job is claimable when its message comes back);
-    retry_backoff_base_s <= retry_backoff_max_s < visibility_timeout_s (a retry held for its countdown
-    is not redelivered) and retry_backoff_max_s < sweep_queued_after_s (the sweep leaves waiting retries).
+    retry_backoff_base_s <= retry_backoff_max_s. A retry's back-off is not bounded by the visibility timeout
+    or the sweep: a waiting retry is a ``queued`` row with ``retry_at`` in PostgreSQL, not a message held by
+    a worker, and the sweep skips rows whose ``retry_at`` is in the future (registry/jobs.py ``requeue``).
 
     Raises:
         ValueError: naming the two settings and their values.
@@ -90,8 +91,6 @@ def check_timing(settings: Settings) -> None:
         ("task_time_limit_s", s.task_time_limit_s, "visibility_timeout_s", s.visibility_timeout_s),
         ("heartbeat_interval_s", s.heartbeat_interval_s, "heartbeat_stale_s", s.heartbeat_stale_s),
         ("heartbeat_stale_s", s.heartbeat_stale_s, "visibility_timeout_s", s.visibility_timeout_s),
-        ("retry_backoff_max_s", s.retry_backoff_max_s, "visibility_timeout_s", s.visibility_timeout_s),
-        ("retry_backoff_max_s", s.retry_backoff_max_s, "sweep_queued_after_s", s.sweep_queued_after_s),
     ]
     for a, va, b, vb in pairs:
         if not va < vb:

@@ -35,7 +35,7 @@ PLACEHOLDER_WEBHOOK_SECRET = "change-me"  # noqa: S105 (a placeholder the produc
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOUNDARIES_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BOUNDARIES_", extra="ignore", use_attribute_docstrings=True)
 
     @field_validator("webhook_secret", "webhook_hmac_secret", mode="after")
     @classmethod
@@ -68,22 +68,33 @@ class Settings(BaseSettings):
 
     # --- object store (COMPAT.md §1) ------------------------------------------------------------
     storage_backend: Literal["local", "s3"] = "local"
+    """Object store: ``s3`` (Wasabi, AWS, MinIO; the ``s3_*`` settings) or ``local`` (a directory,
+    ``local_store_dir``)."""
     local_store_dir: Path | None = None
     """Root of the local-directory store; default ``{state_dir}/store``."""
     s3_bucket: str = "captionacc-prod"
+    """Bucket of frames, layout databases, shard outputs and results (COMPAT.md §1)."""
     s3_region: str = "us-east-1"
+    """Region of the bucket."""
     s3_endpoint_url: str | None = None
     """e.g. https://s3.us-east-1.wasabisys.com; None: AWS default."""
     s3_access_key_id: SecretStr | None = None
+    """Access key id; None: boto3's default credential chain (``AWS_*`` variables, profile, instance role)."""
     s3_secret_access_key: SecretStr | None = None
+    """Secret access key; None: boto3's default credential chain."""
     s3_max_attempts: int = 5
+    """botocore ``standard`` retry mode's total attempts per request, the first included."""
     frames_prefix_template: str = "{tenant_id}/{video_id}/cropped_frames_v{version}/"
+    """Key prefix of a version's chunks (COMPAT.md §1); fields ``tenant_id``, ``video_id``, ``version``."""
     layout_db_key_template: str = "{tenant_id}/{video_id}/layout.db"
+    """Key of a video's layout database (COMPAT.md §1, §3)."""
     results_key_template: str = "videos/{tenant_id}/{video_id}/boundaries/{filename}"
+    """Key of a run's results database (COMPAT.md §5); ``filename`` is derived from the run."""
     shard_output_key_template: str = (
         "boundary_runs/{tenant_id}/{video_id}/v{version}/{model_version}/shards/"
         "pairs_{first_pair:010d}_{end_pair:010d}.npz"
     )
+    """Key of one shard's output (deterministic: a retried job recomputes only missing shards)."""
 
     # --- webhook / producer (COMPAT.md §7) -------------------------------------------------------
     webhook_secret: SecretStr = SecretStr(PLACEHOLDER_WEBHOOK_SECRET)
@@ -91,8 +102,11 @@ class Settings(BaseSettings):
     webhook_hmac_secret: SecretStr | None = None
     """Optional Standard Webhooks secret (``whsec_…`` base64); when set, signatures are required."""
     webhook_max_body_bytes: int = 256 * 1024
+    """Largest webhook body accepted (bytes); a larger one is answered 413."""
     webhook_timestamp_tolerance_s: int = Field(300, ge=1)
+    """Largest clock difference (seconds) of a Standard Webhooks ``webhook-timestamp`` header."""
     webhook_tables: tuple[str, ...] = ("cropped_frames_versions", "videos")
+    """Tables whose events are considered (COMPAT.md §6); another table's event is answered 200 and ignored."""
     webhook_schemas: tuple[str, ...] = ()
     """Schemas whose table events count (the envelope's ``schema``); empty: only ``db_schema``, the one
     the registry and the worker read. An event from another schema is answered 200 and ignored; one
@@ -104,6 +118,7 @@ class Settings(BaseSettings):
     """TTL of the ``pending`` marker a request sets before it records and sends the job; longer than
     any request (a killed producer's marker goes away on its own)."""
     reconcile_interval_s: int = Field(300, ge=1)
+    """Seconds between the reconciler's full passes (lost webhooks, jobs never sent) in ``reconcile --loop``."""
     retry_priority: Literal["high", "low"] = "low"
     """Queue of a due retry's message: low by default, so fresh webhooks are served first."""
     retry_poll_interval_s: float = Field(2.0, gt=0)
@@ -147,7 +162,9 @@ class Settings(BaseSettings):
 
     # --- queue / Celery -------------------------------------------------------------------------
     queue_high: str = "boundary.high"
+    """Celery queue of high-priority jobs (fresh webhooks); workers poll it first."""
     queue_low: str = "boundary.low"
+    """Celery queue of low-priority jobs (reconciler finds, sweep re-sends, replays, retries)."""
     default_priority: Literal["high", "low"] = "high"
     """Queue of fresh webhook events (high: ahead of reconciler, sweep and replay work)."""
     reconcile_priority: Literal["high", "low"] = "low"
@@ -167,7 +184,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 4 * 3600
     """Redis visibility timeout; must exceed the longest job (task_time_limit_s)."""
     task_time_limit_s: int = 3 * 3600
+    """Celery hard time limit of a job (seconds); below ``visibility_timeout_s`` (checked)."""
     task_soft_time_limit_s: int = 3 * 3600 - 300
+    """Celery soft time limit of a job (seconds); above the runners' deadlines, below ``task_time_limit_s``
+    (checked)."""
     max_attempts: int = 5
     """Attempts a job may START per round (a replayed dead letter gets a new round); counted when an
     attempt starts, so a job whose attempts kill the worker is dead-lettered at its next claim."""
@@ -175,6 +195,8 @@ class Settings(BaseSettings):
     """How long the worker retries (with backoff) a registry call that finds the database unavailable
     before it claims a job; after that the message is put back on the queue, never acked unchanged."""
     retry_backoff_base_s: float = 5.0
+    """Delay d of the first retry of a failed attempt (seconds), doubled per attempt up to
+    ``retry_backoff_max_s``; the delay used is random in [d/2, d]."""
     retry_backoff_max_s: float = 600.0
     """Cap of the delay before a retry (the job's ``retry_at``; no worker holds the message meanwhile)."""
     broker_restore_interval_s: int = Field(60, ge=1)
@@ -193,7 +215,9 @@ class Settings(BaseSettings):
     shard_pairs: int = Field(1000, ge=1)
     """Pairs per shard (fan-out granularity)."""
     runner: Literal["local", "modal"] = "local"
+    """Where shards run: ``local`` (a process pool in the worker) or ``modal`` (the deployed Modal class)."""
     local_runner_workers: int = Field(2, ge=1)
+    """Processes of the local runner's pool."""
     local_runner_deadline_s: float = Field(3600.0, gt=0)
     """Seconds one LocalRunner.map call may take before unfinished shards are abandoned (transient
     errors) and its processes killed; below task_time_limit_s (the solo pool enforces no time limit)."""
@@ -204,6 +228,7 @@ class Settings(BaseSettings):
     model_version: str | None = None
     """Overrides the model_version derived from the checkpoint (``{wandb_run_id}_{sha256[:8]}``)."""
     batch_size: int = Field(64, ge=1)
+    """Pairs per model batch on CPU, sent with each shard request (COMPAT.md §8: 64)."""
     device: str | None = None
     """torch device for the model; None: cuda when available, else cpu."""
     decode_workers: int | None = Field(None, ge=1)
@@ -236,21 +261,39 @@ class Settings(BaseSettings):
     """Modal memory snapshots (``enable_memory_snapshot``) of the container after imports; the model
     load runs after the snapshot (GPU state cannot be snapshotted)."""
     max_frames: int = 200_000
+    """Jobs of videos with more frames are rejected (``frame_count_exceeded``, COMPAT.md §6)."""
     warn_frames: int = 180_000
+    """Jobs of videos with more frames are logged with a warning."""
     max_cost_usd: float = 1.00
+    """Jobs whose estimated GPU cost (USD) is higher are rejected (``cost_exceeded``)."""
     gpu_hourly_usd: float = 1.10
+    """GPU price per hour (USD) used by the cost estimate (A10G, COMPAT.md §6)."""
     estimated_pairs_per_s: float = 100.0
     """Per-container rate used by the cost guard (upstream estimate, COMPAT.md §9)."""
 
     # --- Modal (COMPAT.md §8) -------------------------------------------------------------------
     modal_app_name: str = "boundary-inference"
+    """Name of the Modal app (deployed by ``modal deploy modal_gpu/app.py``, looked up by the worker)."""
     modal_function_name: str = "run_boundary_inference_batch"
+    """Name of the upstream GPU function (COMPAT.md §8); informational: the method of class
+    ``BoundaryInference`` has this name in modal_gpu/app.py."""
     modal_gpu: str = "A10G"
+    """GPU type of the Modal class and ``test_inference``."""
     modal_timeout_s: int = 3600
+    """Modal timeout of one shard call (seconds)."""
     modal_max_containers: int = 5
+    """Most GPU containers Modal runs at once (upstream: 5)."""
     modal_scaledown_window_s: int = 120
+    """Seconds an idle Modal container is kept before it scales down."""
     modal_retries: int = 2
+    """Modal retries of a shard call that raised (transient errors; permanent ones are returned, not raised)."""
     modal_call_deadline_s: float = 3600.0
+    """Seconds the worker waits for all shard calls of a job; below ``task_soft_time_limit_s`` (checked)."""
+
+    # --- operations (docker-compose.yml healthchecks) -------------------------------------------------
+    liveness_file: Path | None = None
+    """File ``reconcile --loop`` and ``sweep --loop`` touch after each pass that succeeded, for a healthcheck
+    that tests its age (docker-compose.yml). None: none is written."""
 
     def store_root(self) -> Path:
         return self.local_store_dir or (self.state_dir / "store")

@@ -33,7 +33,8 @@ class PrivatePostgres:
     """A fresh cluster on a free loopback port (trust auth, user ``postgres``, fsync off).
 
     ``dsn``: its connection string. :meth:`restart` (``pg_ctl restart -m fast``), :meth:`terminate_backends`
-    (``pg_terminate_backend`` of every other client session of this server), :meth:`stop`.
+    (``pg_terminate_backend`` of every other client session of this server), :meth:`stop` / :meth:`start`,
+    :meth:`close`.
     """
 
     def __init__(self):
@@ -78,7 +79,12 @@ class PrivatePostgres:
                              " backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchall()
         return sum(1 for (ok,) in rows if ok)
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m {mode}``; the data directory stays, :meth:`start` brings the server back."""
+        self._pg_ctl("stop", "-m", mode)
+
+    def close(self) -> None:
+        """Stop (immediate) if running and remove the cluster's directory."""
         try:
             self._pg_ctl("stop", "-m", "immediate")
         except (RuntimeError, subprocess.TimeoutExpired):

@@ -53,8 +53,16 @@ class LocalStore:
             raise ObjectNotFound(f"no object at key {key!r} in {self.root}") from e
 
     def list_keys(self, prefix: str) -> Iterator[str]:
+        """Keys starting with ``prefix`` (S3 semantics: a plain string prefix), sorted. Only the directory
+        that the prefix's complete segments name is walked, not the whole store: a job lists its own
+        video's chunks whatever the number of videos beside it."""
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        try:
+            start = self._path(base) if base else self.root
+        except ValueError:
+            return
         keys = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, _dirs, files in os.walk(start):
             rel = os.path.relpath(dirpath, self.root)
             for name in files:
                 if name.startswith(".tmp-"):

@@ -19,3 +19,25 @@ def make_stack(redis_url, pg_dsn, db_schema, moto_s3, s3_bucket, tmp_path):
                                     **(FAST_TIMING | overrides))
             return open_stack(settings, es)
         yield make
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own (append-only file), to stop and restart."""
+    from tests.private_redis import OwnRedis
+
+    (tmp_path / "redis").mkdir()
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_pg():
+    """A PostgreSQL cluster of this test's own (tests/private_postgres.py), started; removed afterwards."""
+    from tests.private_postgres import PrivatePostgres
+
+    server = PrivatePostgres()
+    yield server
+    server.close()

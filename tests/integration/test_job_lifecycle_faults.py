@@ -5,15 +5,9 @@ fault before the fix."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 import redis
@@ -25,19 +19,8 @@ from producer.dispatch import dispatch, producer_celery
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, read_counts, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings, open_stack
-from tests.integration.test_reliability_redis import OwnRedis
-from tests.services import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    (tmp_path / "redis").mkdir()
-    server = OwnRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _video(s):
@@ -169,44 +152,6 @@ def test_a_job_for_another_model_version_is_dead_lettered_at_claim_without_retri
     assert "other_a1b2c3d4" in dls[0]["error_message"] and MV in dls[0]["error_message"]
 
 
-class OwnPostgres:
-    """A PostgreSQL cluster of this test's own (initdb + pg_ctl on a free port; as root it runs as the
-    ``postgres`` user), to stop and start: the machine's shared server is never touched."""
-
-    def __init__(self):
-        self.dir, self.port = Path(tempfile.mkdtemp(prefix="lifecycle-pg-")), free_port()
-        self.data = self.dir / "data"
-        self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user:
-            pw = pwd.getpwnam(self.user)
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *argv: str) -> None:
-        subprocess.run([shutil.which(argv[0]) or argv[0], *argv[1:]], check=True, capture_output=True,
-                       timeout=60, user=self.user, cwd=self.dir)
-
-    def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "start", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-w", "stop", "-m", mode)
-
-
-@pytest.fixture
-def own_postgres():
-    server = OwnPostgres()
-    server.start()
-    yield server
-    try:
-        server.stop("immediate")
-    except subprocess.CalledProcessError:
-        pass  # already stopped
-    shutil.rmtree(server.dir, ignore_errors=True)
-
-
 def _find_job(s, vid: str):
     try:
         return s.registry.jobs.find(vid, 1, MV)
@@ -215,10 +160,10 @@ def _find_job(s, vid: str):
 
 
 def test_registry_down_when_the_worker_takes_a_message_leaves_the_job_for_after_it_is_back(
-        own_postgres, redis_url, db_schema, tmp_path, monkeypatch):
+        private_pg, redis_url, db_schema, tmp_path, monkeypatch):
     # given: a job recorded and sent while the registry (our own PostgreSQL) is up, and no worker yet
     set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO)
-    settings = e2e_settings(redis_url=redis_url, pg_dsn=own_postgres.dsn, db_schema=db_schema, tmp_path=tmp_path,
+    settings = e2e_settings(redis_url=redis_url, pg_dsn=private_pg.dsn, db_schema=db_schema, tmp_path=tmp_path,
                             **(FAST_TIMING | {"runner_factory": "tests.integration.faults:flaky",
                                               "registry_retry_window_s": 25.0}))
     with ExitStack() as es:
@@ -228,13 +173,13 @@ def test_registry_down_when_the_worker_takes_a_message_leaves_the_job_for_after_
 
         # when: PostgreSQL goes down, a worker takes the message, and PostgreSQL comes back 12 s later
         # (longer than the worker's pool waits for a connection, 10 s)
-        own_postgres.stop()
+        private_pg.stop()
         worker = s.start_worker()
         broker = redis.Redis.from_url(redis_url)
         es.callback(broker.close)
         _wait(lambda: broker.llen(settings.queue_high) == 0, 60, "message taken by the worker")
         time.sleep(12)
-        own_postgres.start()
+        private_pg.start()
 
         # then: the message was not acked with no state change: the job completes once, without the sweep
         job = _wait(lambda: (j := _find_job(s, vid)) and j["status"] in ("completed", "failed") and j, 60,

@@ -128,3 +128,18 @@ def test_a_retry_waits_in_the_registry_until_due_and_is_claimed_once(reg, video_
     assert not_yet == [] and unsent == []
     assert [str(r["id"]) for r in due] == [job_id] and again == []
     assert reg.jobs.get(job_id)["retry_at"] is None
+
+
+def test_the_sweep_leaves_a_retry_that_is_not_yet_due(reg, video_id, tenant_id):
+    # a back-off longer than sweep_queued_after_s: the sweep must not send the job before its retry_at
+    job_id = _job(reg, video_id, tenant_id)
+    reg.jobs.mark_sent(job_id)
+    attempt = reg.jobs.claim(job_id)
+    assert reg.jobs.retry(job_id, attempt, "shard_failed", "boom", delay_s=3600)
+    with reg.db.connection() as c:  # untouched for longer than the sweep's queued_after_s
+        c.execute("UPDATE boundary_inference_jobs SET updated_at = now() - interval '2 hours' WHERE id = %s",
+                  (job_id,))
+
+    _stale, old, _dead = reg.jobs.requeue(stale_after_s=60, queued_after_s=60)
+
+    assert old == [] and reg.jobs.get(job_id)["retry_at"] is not None

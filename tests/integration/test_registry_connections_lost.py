@@ -23,14 +23,6 @@ from boundaries.registry.registry import Registry
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings, open_stack
-from tests.private_postgres import PrivatePostgres
-
-
-@pytest.fixture
-def private_pg():
-    server = PrivatePostgres()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -3,60 +3,16 @@ same port while a job runs; the job completes once, and the worker, reconnected,
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from contextlib import ExitStack
 
 import psycopg
-import pytest
-import redis
 
 from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, read_counts, set_faults, synthetic_video
 from tests.integration.harness import e2e_settings, open_stack
-from tests.services import free_port
-
-
-class OwnRedis:
-    """redis-server on a free loopback port with an append-only file, so a restart keeps the queue
-    (how a production broker runs)."""
-
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes", "--save", "", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping():
-                    return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    (tmp_path / "redis").mkdir()
-    server = OwnRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_redis_restarted_during_a_job(own_redis, redis_url, pg_dsn, db_schema, moto_s3, s3_bucket, tmp_path,

@@ -62,6 +62,9 @@ def test_list_prefix_order_and_pagination(store):
     assert list(store.list_keys("p/")) == sorted(keys)
     assert list(store.list_keys("p/modulo_1/chunk_000000110")) == sorted(keys[1100:1105])
     assert list(store.list_keys("zzz/")) == []
+    # a prefix that ends inside a key segment matches across directories, as S3's does
+    assert list(store.list_keys("p")) == sorted([*keys, "p2/other"])
+    assert list(store.list_keys("p2/oth")) == ["p2/other"]
 
 
 def test_large_object_round_trip(store):
