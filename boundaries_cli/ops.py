@@ -24,15 +24,43 @@ def cmd_ingest(args) -> int:
     return ingest(args)
 
 
+def worker_argv(args, settings: Settings, *, quiet: bool) -> list[str]:
+    """The ``celery … worker`` command line of ``boundaries worker``: queues (default both priority
+    queues, high first), node name, pool and concurrency, level, then the extra Celery options given
+    after ``--`` verbatim. ``quiet``: no plain-text banner (stdout is not a terminal; the worker logs a
+    JSON ``worker.ready`` line with the same facts instead).
+
+    Raises:
+        ValueError: ``--concurrency`` below 1, or above 1 with the solo pool (one line naming the option).
+    """
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.pool == "solo" and args.concurrency != 1:
+        raise ValueError(f"--concurrency {args.concurrency} needs --pool prefork; the solo pool runs one job "
+                         "at a time (or run more worker processes)")
+    queues = args.queues or f"{settings.queue_high},{settings.queue_low}"
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry"]
+    if quiet:
+        argv.append("--quiet")
+    argv += ["worker", "-Q", queues, "-n", args.hostname, "--pool", args.pool, "--concurrency",
+             str(args.concurrency), "-l", args.loglevel, "--task-events",
+             # no worker heartbeat/gossip/mingle: their publishes retry against a silent broker (worker/boot.py)
+             "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    return argv + list(args.celery_args)
+
+
 def cmd_worker(args) -> int:
-    """exec a Celery worker on both priority queues with the environment's settings."""
+    """exec a Celery worker with the environment's settings (:func:`worker_argv`). The level is exported as
+    BOUNDARIES_LOG_LEVEL so the worker and its local-runner children log at the same level."""
+    from config.logging import LEVEL_ENV, log_level
+
     s = Settings()
     from worker.boot import check_worker_settings
 
     check_worker_settings(s)  # a missing URL or unsafe timing: one line, exit 78, before Celery starts
-    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_entry", "worker", "-Q",
-            f"{s.queue_high},{s.queue_low}", "--pool", "solo", "-l", args.loglevel,
-            "--without-heartbeat", "--without-gossip", "--without-mingle"]  # no event publishes to retry forever
+    args.loglevel = log_level(args.loglevel)
+    argv = worker_argv(args, s, quiet=not sys.stdout.isatty())
+    os.environ[LEVEL_ENV] = args.loglevel
     os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
     return 0  # pragma: no cover
 
@@ -45,7 +73,9 @@ def cmd_serve(args) -> int:
 
     # the producer's events (accepted/ignored/rejected with reasons, warm-up) are INFO: log them
     configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "INFO"))
-    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="info")
+    # log_config=None, log_level=None: uvicorn installs no plain-text handlers and sets no levels; its
+    # loggers (uvicorn.error, uvicorn.access) reach the JSON handler at BOUNDARIES_LOG_LEVEL
+    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_config=None, log_level=None)
     return 0
 
 
@@ -117,9 +147,20 @@ def add_commands(sub) -> None:
                    help="cropped-frames version to write and register active (default: 1)")
     i.set_defaults(func=cmd_ingest)
 
-    w = sub.add_parser("worker", help="run a Celery worker (settings from BOUNDARIES_* environment); one job at a"
-                       " time per worker process (solo pool) — scale by running more workers")
-    w.add_argument("--loglevel", default="INFO", help="Celery's log level: DEBUG, INFO, WARNING, ERROR (default: INFO)")
+    w = sub.add_parser("worker", help="run a Celery worker (settings from BOUNDARIES_* environment); extra Celery"
+                       " worker options go after --, e.g. boundaries worker -- --max-tasks-per-child 100")
+    w.add_argument("-l", "--loglevel", default=None,
+                   help="DEBUG, INFO, WARNING, ERROR (default: BOUNDARIES_LOG_LEVEL, else INFO)")
+    w.add_argument("-Q", "--queues", default=None, help="comma-separated queues to consume (default: both priority"
+                   " queues, BOUNDARIES_QUEUE_HIGH,BOUNDARIES_QUEUE_LOW)")
+    w.add_argument("-n", "--hostname", default="celery@%h", help="node name, as celery's -n (default celery@%%h)")
+    w.add_argument("-P", "--pool", choices=("solo", "prefork"), default="solo",
+                   help="solo (default): one job at a time in the worker's main thread; prefork: --concurrency"
+                   " jobs at a time in pool processes (worker/boot.py: SIGTERM hands running jobs back in both)")
+    w.add_argument("-c", "--concurrency", type=int, default=1,
+                   help="jobs at a time (default 1; above 1 needs --pool prefork)")
+    w.add_argument("celery_args", nargs="*", metavar="-- CELERY_OPTION",
+                   help="passed to `celery worker` verbatim (after --)")
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("serve", help="run the producer (webhook receiver)")

@@ -4,6 +4,9 @@ Reliability (ARCHITECTURE.md): ``acks_late`` + ``reject_on_worker_lost`` so a cr
 message is redelivered; prefetch 1; the Redis visibility timeout is the same value for the broker
 and the result backend and longer than the task time limit (the longest job).
 
+Task events are on (``worker_send_task_events``, ``task_send_sent_event``) so Flower and ``celery events``
+see every task; the task id of a job's message is the job id (producer/dispatch.py).
+
 Every broker socket has a connect and a read timeout and a health check (settings ``broker_*``): a
 broker that accepts TCP and never answers (a wrong port behind a proxy, ``rediss://`` pointed at a
 plain Redis) fails each command within seconds instead of hanging the worker. A ``rediss://`` URL must
@@ -142,8 +145,9 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_queues=[Queue(settings.queue_high), Queue(settings.queue_low)],
         task_default_queue=settings.queue_low,
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        worker_hijack_root_logger=False,  # config/logging.py owns the root logger (JSON off a terminal)
+        worker_send_task_events=True,  # task-received/started/succeeded/failed events: Flower sees tasks
+        task_send_sent_event=True,  # task-sent from the producer (one PUBLISH per send, never retried)
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     return app

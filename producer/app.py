@@ -49,6 +49,7 @@ from producer.auth import Unauthorized, check_bearer, check_signature
 from producer.dispatch import QueueUnavailable, producer_celery
 from producer.enqueue import Enqueuer, EnqueueResult, fail_fast_redis
 from producer.inflight import InFlightJobs
+from producer.lifecycle_metrics import LifecycleCollector
 from producer.metrics import ProducerMetrics
 from producer.payload import WebhookEnvelope, select_event
 from producer.warmup import warm_up
@@ -204,7 +205,9 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
     model_version = resolve_model_version(settings)
     enqueuer = Enqueuer(settings, registry, redis_client, celery_app)
     in_flight = InFlightJobs(enqueuer)
-    metrics = ProducerMetrics()
+    metrics = ProducerMetrics(collectors=(LifecycleCollector(
+        registry, redis_client, queues={"high": settings.queue_high, "low": settings.queue_low},
+        db_schema=settings.db_schema),))
     store_probe = _StoreProbe(settings, store)
 
     @asynccontextmanager
@@ -342,7 +345,8 @@ def create_app(settings: Settings, *, registry=None, redis_client=None, celery_a
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=ProducerMetrics.content_type)
+        # the lifecycle collector reads PostgreSQL and Redis: off the event loop
+        return Response(await run_in_threadpool(metrics.render), media_type=ProducerMetrics.content_type)
 
     return app
 

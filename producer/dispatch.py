@@ -2,8 +2,10 @@
 replay, due retries), with one set of send options and one mapping of broker errors.
 
 Message: task ``boundaries.process_video`` by name, kwargs ``{"event": JobEvent JSON}`` with ``job_id``
-set, to the queue of the event's priority (``config.celery_app.queue_for``). A duplicate message is
-harmless: the worker claims a job by status and attempt (boundaries/registry/jobs.py).
+set, to the queue of the event's priority (``config.celery_app.queue_for``), with Celery task id = the
+job id (``celery inspect``, Flower and the logs name the job). Every send of a job (a re-send, a retry, a
+replay) carries the same task id: a duplicate message is harmless, the worker claims a job by status and
+attempt (boundaries/registry/jobs.py), never by task id.
 
 Send options (:data:`SEND_OPTIONS`): ``retry=False`` — Celery's default publish retry waits seconds
 for a broker that is down, longer than a webhook may take (pg_net waits 1–5 s, COMPAT.md §7); a failed
@@ -82,7 +84,7 @@ def dispatch(celery_app: Celery, settings: Settings, event: JobEvent) -> str:
     queue = queue_for(settings, event.priority)
     try:
         celery_app.send_task(PROCESS_VIDEO_TASK, kwargs={"event": event.model_dump(mode="json")}, queue=queue,
-                             **SEND_OPTIONS)
+                             task_id=str(event.job_id), **SEND_OPTIONS)
     except Exception as e:
         if is_broker_error(e):
             raise QueueUnavailable(f"broker unreachable sending job {event.job_id} to queue {queue!r}: {e}") from e

@@ -19,11 +19,18 @@
   shutdown ends the worker; the broker socket timeouts bound each wait. Whatever still hangs (kombu
   retries a publish to a silent broker forever) is cut by a forced exit ``worker_shutdown_deadline_s``
   after the signal.
+* Prefork pool (``boundaries worker -P prefork -c N``): jobs run in pool children. SIGTERM to the worker
+  ends it as above (a running job makes it a cold shutdown, which sends SIGTERM to the children). Billiard's
+  own SIGTERM handler in a child exits it without handing the job back: the job stayed ``running`` behind
+  a fresh heartbeat until the sweep. Each child therefore gets the solo pool's rule before each task
+  (:func:`interrupt_job_in_child`): SIGTERM while a job runs raises :class:`JobInterrupted` in it, the job
+  is handed back (queued, due now) and the child exits; an idle child exits through billiard's handler.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -135,6 +142,50 @@ def interrupt_running_job(**_kw) -> None:
         raise JobInterrupted(1)
 
 
+_running_in_child = threading.Event()
+"""Set while a task runs in this prefork child (task_prerun … task_postrun)."""
+_pool_child: dict = {"is": False, "previous_sigterm": None}
+
+
+def interrupt_job_in_child(signum, frame) -> None:
+    """SIGTERM handler of a prefork pool child: a running job ends now (:class:`JobInterrupted`, which the
+    task turns into a hand-back); an idle child gets billiard's own handler (it exits)."""
+    if _running_in_child.is_set():
+        log.warning("worker.job_interrupted", reason="SIGTERM", pool="prefork", pid=os.getpid())
+        raise JobInterrupted(1)
+    previous = _pool_child["previous_sigterm"]
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _on_task_prerun(**_kw) -> None:
+    """Mark a task running; in a prefork child, (re)install :func:`interrupt_job_in_child` — billiard sets
+    its own SIGTERM handler after Celery's process initializer, so it is installed here, before each task."""
+    _running_in_child.set()
+    if _pool_child["is"]:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not interrupt_job_in_child:
+            _pool_child["previous_sigterm"] = current
+            signal.signal(signal.SIGTERM, interrupt_job_in_child)
+
+
+def allow_runner_children() -> None:
+    """In a prefork pool child: let the local runner start its (stdlib) process pool. Billiard installs its
+    own process object, marked daemonic and holding billiard's authkey type, as the stdlib's current
+    process; multiprocessing then refuses to start children ("daemonic processes are not allowed to have
+    children") and to pickle that authkey for them. The child's process object is made non-daemonic with
+    a stdlib authkey. The daemon rule is meant to stop orphans, which the local runner prevents itself (its
+    children die with their parent: PR_SET_PDEATHSIG and a watchdog, worker/runners/local.py)."""
+    from multiprocessing import process
+
+    config = process.current_process()._config  # noqa: SLF001 - no public API for either key
+    config.pop("daemon", None)
+    config["authkey"] = process.AuthenticationString(os.urandom(32))
+
+
 def connect(settings: Settings) -> None:
     """Connect the start-up check and the SIGTERM rule to Celery's worker signals."""
     from celery import signals
@@ -152,5 +203,12 @@ def connect(settings: Settings) -> None:
                              name="shutdown-deadline", daemon=True).start()
         interrupt_running_job(**kw)
 
+    def on_process_init(**_kw) -> None:  # in each prefork child
+        _pool_child["is"] = True
+        allow_runner_children()
+
     signals.worker_init.connect(on_worker_init, weak=False)
     signals.worker_shutting_down.connect(on_shutting_down, weak=False)
+    signals.worker_process_init.connect(on_process_init, weak=False)
+    signals.task_prerun.connect(_on_task_prerun, weak=False)
+    signals.task_postrun.connect(lambda **_kw: _running_in_child.clear(), weak=False)

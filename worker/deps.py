@@ -34,6 +34,23 @@ def make_runner(settings: Settings):
     return LocalRunner(settings.local_runner_workers, deadline_s=settings.local_runner_deadline_s)
 
 
+def measured_runner(runner, settings: Settings):
+    """``runner`` counting its shard durations into Redis (worker/runners/measured.py) when a Redis URL is
+    set (the producer's /metrics reads them); ``runner`` itself otherwise."""
+    if not settings.redis_url:
+        return runner
+    import redis
+
+    from config.celery_app import redis_py_url
+    from config.shard_metrics import shard_metrics_key
+    from worker.runners.measured import MeasuredRunner
+
+    client = redis.Redis.from_url(redis_py_url(settings.redis_url),
+                                  socket_connect_timeout=settings.broker_connect_timeout_s,
+                                  socket_timeout=settings.broker_socket_timeout_s)
+    return MeasuredRunner(runner, client, shard_metrics_key(settings.db_schema))
+
+
 def served_model_version(settings: Settings) -> str | None:
     """The model_version this worker's predictor serves, or None when it serves any: the Modal runner
     with a checkpoint configured loads ``/models/checkpoints/{job's model_version}.pt`` per job (COMPAT.md
@@ -63,6 +80,6 @@ class WorkerContext:
         if self._deps is None or self._pid != os.getpid():
             db = database(self.settings)
             self._deps = Deps(self.settings, Registry(db), store_from_settings(self.settings),
-                              make_runner(self.settings))
+                              measured_runner(make_runner(self.settings), self.settings))
             self._pid = os.getpid()
         return self._deps

@@ -113,8 +113,9 @@ class ChunkIndex:
         return [c for c in all_chunks(total_frames) if c not in self.keys]
 
 
-def discover_chunks(store: ObjectStore, prefix: str) -> ChunkIndex:
-    """List ``prefix`` (paginated by the store) and index its chunk keys.
+def discover_chunks(store: ObjectStore, prefix: str, *, quiet: bool = False) -> ChunkIndex:
+    """List ``prefix`` (paginated by the store) and index its chunk keys; ``frames.discovered`` is logged at
+    INFO, at DEBUG when ``quiet`` (a shard re-listing what its job already discovered and logged).
 
     Keys that are not ``modulo_{16,4,1}/chunk_<digits>.webm`` directly under the prefix, or whose
     number is not a chunk start of that level, are ignored with a warning. When two keys name the
@@ -135,7 +136,7 @@ def discover_chunks(store: ObjectStore, prefix: str) -> ChunkIndex:
             if len(m.group(2)) != 10:
                 continue
         keys[ref] = key
-    log.info("frames.discovered", prefix=prefix, chunks=len(keys))
+    (log.debug if quiet else log.info)("frames.discovered", prefix=prefix, chunks=len(keys))
     return ChunkIndex(prefix, keys)
 
 
@@ -222,7 +223,7 @@ def iter_frames(store: ObjectStore, prefix: str, first: int, last: int, *, windo
     if first < 0 or last < first or window < 1:
         raise ValueError(f"need 0 <= first <= last and window >= 1, got first={first} last={last} "
                          f"window={window}")
-    index = index if index is not None else discover_chunks(store, prefix)
+    index = index if index is not None else discover_chunks(store, prefix, quiet=True)
     refs = chunks_covering(first, last)
     wanted = {r: _wanted(r, first, last) for r in refs}
     absent = sorted(i for r in refs if r not in index.keys for i in wanted[r])

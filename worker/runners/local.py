@@ -6,6 +6,8 @@ more than 12 minutes). Each child therefore (1) asks Linux to SIGKILL it when it
 (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, via ctypes) and (2) runs a watchdog thread that exits the
 process when its parent is gone (the parent's sentinel pipe closes, or ``getppid`` changes): the
 fallback where prctl is missing (not Linux) or the child was blocked in C code holding the GIL.
+Children log like their worker (the same initializer configures logging: JSON off a terminal, at
+``BOUNDARIES_LOG_LEVEL``, which the worker exports).
 PDEATHSIG fires when the *thread* that started the child exits, so ``map`` must be called from a
 thread that lives as long as the runner (the Celery worker's main thread does).
 """
@@ -32,7 +34,9 @@ WATCHDOG_POLL_S = 1.0
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """ProcessPoolExecutor initializer, run in each child: arrange to exit when ``parent_pid`` dies."""
+    """ProcessPoolExecutor initializer, run in each child: log as the worker does (JSON off a terminal, at
+    ``BOUNDARIES_LOG_LEVEL``, config/logging.py; a spawned child starts with no logging set up) and
+    arrange to exit when ``parent_pid`` dies."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
@@ -53,6 +57,9 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)  # no clean-up: the worker that wanted the result is gone
 
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+    from config.logging import configure_logging
+
+    configure_logging()
 
 
 def _run(request: dict) -> dict:
