@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from boundaries_cli.args import parse_crop, uuid_arg, video_file
@@ -75,6 +76,9 @@ def cmd_serve(args) -> int:
     configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "INFO"))
     # log_config=None, log_level=None: uvicorn installs no plain-text handlers and sets no levels; its
     # loggers (uvicorn.error, uvicorn.access) reach the JSON handler at BOUNDARIES_LOG_LEVEL
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown, with the handler that was in place
+    # before it started: this one makes that an orderly exit 0 (a deploy's stop is not a failure)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_config=None, log_level=None)
     return 0
 

@@ -254,10 +254,10 @@ def test_operator_walkthrough(walk):
     assert after_replay == []  # a replayed dead letter leaves the default list
     assert {r["video_id"] for r in all_runs} == {video["video_id"], broken["video_id"]}
 
-    # 8. SIGTERM: each service shuts down cleanly. uvicorn (>= 0.29) re-raises the signal it caught once its
-    # graceful shutdown is done, so `serve` ends killed by SIGTERM (-15) after "Finished server process".
-    assert codes["serve"] in (0, -signal.SIGTERM) and "Finished server process" in (logs / "serve.log").read_text()
-    assert codes == {**dict.fromkeys(SERVICES, 0), "serve": codes["serve"]}, f"exit codes {codes}; logs in {logs}"
+    # 8. SIGTERM: each service shuts down cleanly and exits 0 (uvicorn re-raises the SIGTERM it caught once its
+    # graceful shutdown is done; `serve` turns that into exit 0)
+    assert "Finished server process" in (logs / "serve.log").read_text()
+    assert codes == dict.fromkeys(SERVICES, 0), f"exit codes {codes}; logs in {logs}"
     assert "Warm shutdown" in (logs / "worker.log").read_text()
     print(f"walk-through: {walltime:.1f} s")  # ≈25 s on a quiet 2-core machine
 
