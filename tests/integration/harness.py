@@ -24,6 +24,18 @@ POPEYE = "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
 POPEYE_CROP = (0.05, 0.78, 0.95, 0.99)
 
 
+def wait_until(cond, timeout_s: float, what: str, poll_s: float = 0.1):
+    """``cond()``'s first truthy value, polled every ``poll_s`` seconds; TimeoutError naming ``what``
+    after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise TimeoutError(f"{what} not within {timeout_s} s")
+
+
 def e2e_settings(*, redis_url: str, pg_dsn: str, db_schema: str, tmp_path: Path, s3_endpoint: str | None = None,
                  s3_bucket: str | None = None, **overrides) -> Settings:
     q = uuid.uuid4().hex[:10]

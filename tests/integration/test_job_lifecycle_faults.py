@@ -18,9 +18,11 @@ from boundaries.shards import shard_id
 from producer.dispatch import dispatch, producer_celery
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, read_counts, set_faults, synthetic_video
-from tests.integration.harness import e2e_settings, open_stack
+from tests.integration.harness import e2e_settings, open_stack, wait_until
 
 pytestmark = pytest.mark.integration
+
+_wait = wait_until
 
 
 def _video(s):
@@ -29,15 +31,6 @@ def _video(s):
     s.registry.upsert_video(vid, tenant, 1)
     return tenant, vid, res
 
-
-def _wait(cond, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not within {timeout_s} s")
 
 
 def test_broker_restart_while_a_retry_is_pending_keeps_the_worker_consuming(own_redis, redis_url, pg_dsn, db_schema,

@@ -20,6 +20,9 @@ from boundaries.model_versions import CLASSICAL_MODEL_VERSION as MV
 from boundaries_cli.embedded import child_env
 from tests.conftest import REPO
 from tests.integration.faults import counters, read_counts, set_faults, synthetic_video
+from tests.integration.harness import wait_until
+
+_wait = wait_until
 
 SLOW = "tests.integration.faults:slow_local"
 
@@ -34,15 +37,6 @@ def shard_pids(redis_url, db_schema):
             if b"multiprocessing" in open(f"/proc/{pid}/cmdline", "rb").read():  # noqa: SIM115
                 os.kill(pid, signal.SIGKILL)
 
-
-def _wait(cond, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not within {timeout_s} s")
 
 
 def _new_video(s, frames=40):

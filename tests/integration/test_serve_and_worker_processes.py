@@ -4,6 +4,7 @@ reports a truthful concurrency, sends task events, and a job's Celery task id is
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
@@ -28,10 +29,12 @@ from config.celery_app import make_celery
 from producer.dispatch import dispatch, producer_celery
 from tests.conftest import REPO
 from tests.integration.faults import synthetic_video
-from tests.integration.harness import e2e_settings
+from tests.integration.harness import e2e_settings, wait_until
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
+
+_wait = functools.partial(wait_until, poll_s=0.2)
 
 
 class Process:
@@ -88,15 +91,6 @@ class Process:
             t.join(timeout=5)
         return self.proc.returncode
 
-
-def _wait(cond, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not within {timeout_s} s")
 
 
 class TaskEvents:

@@ -5,7 +5,6 @@ does, instead of leaving them ``running`` behind fresh heartbeats until the swee
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from contextlib import ExitStack
 
@@ -22,20 +21,13 @@ from boundaries_cli.main_job import start_due_retries
 from producer.dispatch import dispatch, producer_celery
 from tests.conftest import REPO
 from tests.integration.faults import FAST_TIMING, counters, set_faults, synthetic_video
-from tests.integration.harness import e2e_settings
+from tests.integration.harness import e2e_settings, wait_until
 from tests.integration.test_serve_and_worker_processes import Process
 
 pytestmark = pytest.mark.integration
 
+_wait = wait_until
 
-def _wait(cond, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not within {timeout_s} s")
 
 
 def test_prefork_runs_two_jobs_at_once_and_sigterm_hands_both_back(redis_url, pg_dsn, db_schema, tmp_path,
