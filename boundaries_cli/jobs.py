@@ -80,7 +80,7 @@ def add_commands(sub) -> None:
     """Register ``jobs list|show`` on the ``boundaries`` subparsers ``sub``."""
     from boundaries.registry.queries import JOB_STATUSES
     from boundaries_cli.args import uuid_arg
-    from boundaries_cli.dlq import time_arg
+    from boundaries_cli.runs import add_list_filters
 
     j = sub.add_parser("jobs", help="inference jobs: list, show (with attempts, run and dead letters)",
                        description=_DESCRIPTION)
@@ -88,14 +88,8 @@ def add_commands(sub) -> None:
 
     c = jsub.add_parser("list", help="jobs, newest first (stderr says when --limit cut the list)",
                         epilog=f"{render.FORMAT_HELP}.")
-    c.add_argument("--tenant-id", type=uuid_arg, help="only this tenant's jobs")
-    c.add_argument("--video-id", type=uuid_arg, help="only this video's jobs")
-    c.add_argument("--model-version", help="only jobs of this model version, e.g. classical-v3")
+    add_list_filters(c, "jobs")
     c.add_argument("--status", "--state", dest="status", choices=JOB_STATUSES, help="only jobs in this state")
-    c.add_argument("--since", type=time_arg, help="created at or after: ISO 8601 time or an age (30m, 2h, 7d)")
-    c.add_argument("--until", type=time_arg, help="created before: ISO 8601 time or an age (30m, 2h, 7d)")
-    c.add_argument("--limit", type=render.limit_arg, default=50, help="at most this many (default 50)")
-    render.add_format_flags(c)
     c.set_defaults(func=cmd_list)
 
     c = jsub.add_parser("show", help="one job: its row, attempts (start, end, outcome, error, worker), run and"

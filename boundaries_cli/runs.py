@@ -90,16 +90,21 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _load_run(settings: Settings, run_ref: str) -> dict | None:
+    """The run row named by ``run_ref`` (its id or run_id), or None after a one-line notice."""
+    db = open_db(settings)
+    try:
+        return _get_run(db, run_ref)
+    finally:
+        db.close()
+
+
 def cmd_show(args) -> int:
     from boundaries.results_db import read_results_db
     from boundaries.segments import segments_from_labels
 
     settings = Settings()
-    db = open_db(settings)
-    try:
-        run = _get_run(db, args.run)
-    finally:
-        db.close()
+    run = _load_run(settings, args.run)
     if run is None:
         return 1
     data = _fetch_results(settings, run)
@@ -122,11 +127,7 @@ def cmd_show(args) -> int:
 
 def cmd_download(args) -> int:
     settings = Settings()
-    db = open_db(settings)
-    try:
-        run = _get_run(db, args.run)
-    finally:
-        db.close()
+    run = _load_run(settings, args.run)
     if run is None:
         return 1
     key = run["wasabi_storage_key"]
@@ -159,10 +160,24 @@ def cmd_download(args) -> int:
     return 0
 
 
+def add_list_filters(c, noun: str) -> None:
+    """The filters of ``runs list`` and ``jobs list`` (``noun``: "runs" / "jobs"): tenant, video, model
+    version, ``--since/--until`` (creation time), ``--limit``, and the output flags."""
+    from boundaries_cli.args import uuid_arg
+    from boundaries_cli.dlq import time_arg
+
+    c.add_argument("--tenant-id", type=uuid_arg, help=f"only this tenant's {noun}")
+    c.add_argument("--video-id", type=uuid_arg, help=f"only this video's {noun}")
+    c.add_argument("--model-version", help=f"only {noun} of this model version, e.g. classical-v3")
+    c.add_argument("--since", type=time_arg, help="created at or after: ISO 8601 time or an age (30m, 2h, 7d)")
+    c.add_argument("--until", type=time_arg, help="created before: ISO 8601 time or an age (30m, 2h, 7d)")
+    c.add_argument("--limit", type=render.limit_arg, default=50, help="at most this many (default 50)")
+    render.add_format_flags(c)
+
+
 def add_commands(sub) -> None:
     """Register ``runs list|show|download`` on the ``boundaries`` subparsers ``sub``."""
     from boundaries_cli.args import uuid_arg
-    from boundaries_cli.dlq import time_arg
 
     r = sub.add_parser("runs", help="published runs and their results databases: list, show, download",
                        description=_DESCRIPTION)
@@ -170,13 +185,7 @@ def add_commands(sub) -> None:
 
     c = rsub.add_parser("list", help="runs, newest first (stderr says when --limit cut the list)",
                         epilog=f"{render.FORMAT_HELP}.")
-    c.add_argument("--tenant-id", type=uuid_arg, help="only this tenant's runs")
-    c.add_argument("--video-id", type=uuid_arg, help="only this video's runs")
-    c.add_argument("--model-version", help="only runs of this model version, e.g. classical-v3")
-    c.add_argument("--since", type=time_arg, help="created at or after: ISO 8601 time or an age (30m, 2h, 7d)")
-    c.add_argument("--until", type=time_arg, help="created before: ISO 8601 time or an age (30m, 2h, 7d)")
-    c.add_argument("--limit", type=render.limit_arg, default=50, help="at most this many (default 50)")
-    render.add_format_flags(c)
+    add_list_filters(c, "runs")
     c.set_defaults(func=cmd_list)
 
     c = rsub.add_parser("show", help="one run's fields and caption segments (from its results database)",
