@@ -93,15 +93,9 @@ def cmd_list(args) -> int:
     try:
         f = _filters(args)
         rows = dl.list(**f, include_replayed=args.include_replayed, limit=args.limit)
-        if len(rows) == args.limit:
-            total = dl.count(**f, include_replayed=args.include_replayed)
-            if total > len(rows):
-                render.cut_notice("dlq list", len(rows), total, args.limit, "dead letters", "oldest")
-        if render.wants_json(args):
-            render.print_json(rows)
-        else:
-            render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"dead letters ({len(rows)})",
-                                                     ids=("id",)))
+        total = dl.count(**f, include_replayed=args.include_replayed) if len(rows) == args.limit else len(rows)
+        render.print_list(args, rows, total, command="dlq list", noun="dead letters", order="oldest",
+                          columns=_LIST_COLUMNS, id_columns=("id",))
         return 0
     finally:
         db.close()

@@ -39,13 +39,8 @@ def cmd_list(args) -> int:
         total = count_jobs(db, **f) if len(rows) == args.limit else len(rows)
     finally:
         db.close()
-    if total > len(rows):
-        render.cut_notice("jobs list", len(rows), total, args.limit, "jobs", "newest")
-    if render.wants_json(args):
-        render.print_json(rows)
-    else:
-        render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"jobs ({len(rows)} of {total})",
-                                                 ids=("id",)))
+    render.print_list(args, rows, total, command="jobs list", noun="jobs", order="newest", columns=_LIST_COLUMNS,
+                      id_columns=("id",))
     return 0
 
 

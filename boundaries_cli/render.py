@@ -173,3 +173,15 @@ def cut_notice(command: str, shown: int, total: int, limit: int, noun: str, orde
     """Tell stderr that ``--limit`` cut a list: ``shown`` of ``total`` matching ``noun``, in ``order``."""
     print(f"{command}: showing the {order} {shown} of {total} matching {noun} (cut by --limit {limit}; raise"
           " --limit or narrow the filters)", file=sys.stderr)
+
+
+def print_list(args, rows: list[dict], total: int, *, command: str, noun: str, order: str, columns,
+               id_columns: tuple[str, ...]) -> None:
+    """Print a list command's ``rows`` (``total``: how many match in all): the cut notice on stderr when
+    ``--limit`` cut it, then JSON (an array) or a table per :func:`wants_json`."""
+    if total > len(rows):
+        cut_notice(command, len(rows), total, args.limit, noun, order)
+    if wants_json(args):
+        print_json(rows)
+    else:
+        console().print(rows_table(rows, columns, title=f"{noun} ({len(rows)} of {total})", ids=id_columns))

@@ -80,13 +80,8 @@ def cmd_list(args) -> int:
         total = count_runs(db, **f) if len(rows) == args.limit else len(rows)
     finally:
         db.close()
-    if total > len(rows):
-        render.cut_notice("runs list", len(rows), total, args.limit, "runs", "newest")
-    if render.wants_json(args):
-        render.print_json(rows)
-    else:
-        render.console().print(render.rows_table(rows, _LIST_COLUMNS, title=f"runs ({len(rows)} of {total})",
-                                                 ids=("run_id",)))
+    render.print_list(args, rows, total, command="runs list", noun="runs", order="newest", columns=_LIST_COLUMNS,
+                      id_columns=("run_id",))
     return 0
 
 
