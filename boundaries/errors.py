@@ -122,6 +122,12 @@ class CheckpointError(PermanentError):
     error_type = "checkpoint_error"
 
 
+class RecordNotFound(PermanentError, LookupError):
+    """No registry row (job, run) with the id an operator gave; the CLI exits 65 (data error)."""
+
+    error_type = "not_found"
+
+
 class ObjectNotFound(PermanentError, KeyError):
     """A key that is not in the object store."""
 

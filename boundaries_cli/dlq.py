@@ -169,8 +169,15 @@ def cmd_replay(args) -> int:
     _dump(summary.as_json())
     c = summary.counts()
     verb = "would replay" if args.dry_run else "replayed"
-    print(f"dlq replay: {verb} {len(ids)} dead letters to {replayer.queue} in {summary.seconds:.1f} s: "
+    noun = "dead letter" if len(ids) == 1 else "dead letters"
+    print(f"dlq replay: {verb} {len(ids)} {noun} to {replayer.queue} in {summary.seconds:.1f} s: "
           + ", ".join(f"{n} {k}" for k, n in c.items()), file=sys.stderr)
+    unsent = [o for o in summary.outcomes if o.status == "failed" and (o.error or "").startswith("unavailable: ")]
+    if unsent:  # the broker or the registry went away: a service error (69), the rest were not tried
+        print(f"boundaries dlq replay: error: {unsent[0].error.removeprefix('unavailable: ')[:300]} — check"
+              " BOUNDARIES_REDIS_URL (the broker) and BOUNDARIES_DATABASE_URL, then run the same command again"
+              " (jobs not sent are as they were)", file=sys.stderr)
+        return 69
     return 0 if summary.ok else 1
 
 

@@ -10,8 +10,6 @@ the worker that ran it (Celery node name and pid; empty for attempts recorded be
 
 from __future__ import annotations
 
-import sys
-
 from boundaries_cli import render
 from boundaries_cli.runs import open_db
 from config.settings import Settings
@@ -53,8 +51,9 @@ def cmd_show(args) -> int:
     finally:
         db.close()
     if detail is None:
-        print(f"jobs: no job with id {args.id}", file=sys.stderr)
-        return 1
+        from boundaries.errors import RecordNotFound
+
+        raise RecordNotFound(f"no job with id {args.id}")
     if render.wants_json(args):
         render.print_json(detail)
         return 0

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from boundaries.errors import RecordNotFound
 from boundaries_cli import render
 from config.settings import Settings
 
@@ -47,25 +48,29 @@ def location(settings: Settings, key: str) -> str:
     return f"s3://{settings.s3_bucket}/{key}"
 
 
-def _fetch_results(settings: Settings, run: dict) -> bytes | None:
-    """The run's results database bytes, or None (said on stderr) when its key is not in the store."""
+def _fetch_results(settings: Settings, run: dict) -> bytes:
+    """The run's results database bytes.
+
+    Raises:
+        RecordNotFound: its key is not in the store (the message names the location and the settings).
+    """
     from boundaries.storage.factory import store_from_settings
 
     key = run["wasabi_storage_key"]
     try:
         return store_from_settings(settings).get_bytes(key)
-    except KeyError:
-        print(f"runs: results database of run {run['run_id']} not found at {location(settings, key)} (check"
-              " BOUNDARIES_STORAGE_BACKEND and BOUNDARIES_S3_BUCKET / BOUNDARIES_LOCAL_STORE_DIR)", file=sys.stderr)
-        return None
+    except KeyError as e:
+        raise RecordNotFound(f"results database of run {run['run_id']} not found at {location(settings, key)}"
+                             " (check BOUNDARIES_STORAGE_BACKEND and BOUNDARIES_S3_BUCKET / "
+                             "BOUNDARIES_LOCAL_STORE_DIR)") from e
 
 
-def _get_run(db, run: str) -> dict | None:
+def _get_run(db, run: str) -> dict:
     from boundaries.registry.queries import get_run
 
     row = get_run(db, run)
     if row is None:
-        print(f"runs: no run with id or run_id {run}", file=sys.stderr)
+        raise RecordNotFound(f"no run with id or run_id {run}")
     return row
 
 
@@ -85,8 +90,8 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _load_run(settings: Settings, run_ref: str) -> dict | None:
-    """The run row named by ``run_ref`` (its id or run_id), or None after a one-line notice."""
+def _load_run(settings: Settings, run_ref: str) -> dict:
+    """The run row named by ``run_ref`` (its id or run_id). Raises RecordNotFound."""
     db = open_db(settings)
     try:
         return _get_run(db, run_ref)
@@ -100,11 +105,7 @@ def cmd_show(args) -> int:
 
     settings = Settings()
     run = _load_run(settings, args.run)
-    if run is None:
-        return 1
     data = _fetch_results(settings, run)
-    if data is None:
-        return 1
     results = read_results_db(data)
     segments = segments_from_labels(results["forward_labels"])  # as `boundaries run` (main_job.py) does
     where = location(settings, run["wasabi_storage_key"])
@@ -123,8 +124,6 @@ def cmd_show(args) -> int:
 def cmd_download(args) -> int:
     settings = Settings()
     run = _load_run(settings, args.run)
-    if run is None:
-        return 1
     key = run["wasabi_storage_key"]
     target = args.output or Path(Path(key).name)
     if str(target) != "-" and target.is_dir():
@@ -133,8 +132,6 @@ def cmd_download(args) -> int:
         print(f"runs download: {target} exists; add --force to overwrite it", file=sys.stderr)
         return 2
     data = _fetch_results(settings, run)
-    if data is None:
-        return 1
     if run["file_size_bytes"] is not None and run["file_size_bytes"] != len(data):
         print(f"runs download: warning: {location(settings, key)} holds {len(data)} bytes, the run row says"
               f" {run['file_size_bytes']}", file=sys.stderr)

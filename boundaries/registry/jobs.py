@@ -149,7 +149,9 @@ class Jobs:
             if event.source == "replay":
                 row = c.execute(
                     f"UPDATE {_JOBS} SET status = 'queued', error_message = NULL,"
-                    " completed_at = NULL, updated_at = now(), source = 'replay', sent_at = NULL, priority = %s"
+                    " completed_at = NULL, updated_at = now(), source = 'replay', sent_at = NULL, priority = %s,"
+                    " replay_prev = jsonb_build_object('error_message', error_message, 'completed_at', completed_at,"
+                    "  'source', source, 'priority', priority, 'sent_at', sent_at)"
                     " WHERE video_id = %s AND cropped_frames_version = %s AND model_version = %s"
                     " AND status = 'failed' RETURNING id",
                     (event.priority, event.video_id, event.cropped_frames_version, event.model_version),
@@ -164,19 +166,26 @@ class Jobs:
 
     def undo(self, job_id: str, *, replay: bool) -> bool:
         """Take back a job this caller recorded and could not send: a ``queued`` row never marked sent
-        is deleted (a replayed one goes back to ``failed``). Never touches a row another request sent
-        meanwhile. Returns whether a row changed."""
+        is deleted (a replayed one goes back to ``failed`` with the error, completion time, source,
+        priority and sent time it had before the replay: ``replay_prev``). Never touches a row another
+        request sent meanwhile. Returns whether a row changed."""
         with self.db.connection() as c:
             if replay:
-                return c.execute(f"UPDATE {_JOBS} SET status = 'failed', updated_at = now()"
-                                 " WHERE id = %s AND status = 'queued' AND sent_at IS NULL", (job_id,)).rowcount == 1
+                return c.execute(
+                    f"UPDATE {_JOBS} SET status = 'failed', updated_at = now(),"
+                    " error_message = COALESCE(replay_prev->>'error_message', error_message),"
+                    " completed_at = COALESCE((replay_prev->>'completed_at')::timestamptz, completed_at),"
+                    " source = COALESCE(replay_prev->>'source', source),"
+                    " priority = COALESCE(replay_prev->>'priority', priority),"
+                    " sent_at = (replay_prev->>'sent_at')::timestamptz, replay_prev = NULL"
+                    " WHERE id = %s AND status = 'queued' AND sent_at IS NULL", (job_id,)).rowcount == 1
             return c.execute(f"DELETE FROM {_JOBS} WHERE id = %s AND status = 'queued' AND sent_at IS NULL",
                              (job_id,)).rowcount == 1
 
     def mark_sent(self, job_id: str) -> None:
         """Record that the job's message was sent (``sent_at``)."""
         with self.db.connection(autocommit=True) as c:
-            c.execute(f"UPDATE {_JOBS} SET sent_at = now() WHERE id = %s", (job_id,))
+            c.execute(f"UPDATE {_JOBS} SET sent_at = now(), replay_prev = NULL WHERE id = %s", (job_id,))
 
     def unmark_sent(self, job_id: str) -> None:
         """Clear ``sent_at`` of a ``queued`` job whose send failed (the reconciler re-sends it)."""

@@ -188,16 +188,21 @@ def test_replay_stops_when_the_broker_is_unreachable_and_leaves_every_dead_lette
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    fields = ("status", "error_message", "completed_at", "source", "priority", "sent_at", "attempts")
+    before = [{k: reg.jobs.get(dl.get(x)["job_id"])[k] for k in fields} for x in ids]
 
     # when
     res = cli(down, "replay", *ids, "--rate", "0")
 
-    # then: the first failed, the rest were not tried; exit 1; jobs still failed and nothing counted as replayed
-    assert res.returncode == 1, res.stderr
+    # then: the first failed, the rest were not tried; exit 69 (a service down) with one line naming the
+    # setting; every job row exactly as before (its error kept), nothing counted as replayed
+    assert res.returncode == 69, res.stderr
+    assert "error:" in res.stderr and "BOUNDARIES_REDIS_URL" in res.stderr
     out = json.loads(res.stdout)
     assert [x["status"] for x in out["results"]] == ["failed", "skipped", "skipped"]
     assert "broker unreachable" in out["results"][0]["error"]
-    assert [reg.jobs.get(dl.get(x)["job_id"])["status"] for x in ids] == ["failed"] * 3
+    assert [{k: reg.jobs.get(dl.get(x)["job_id"])[k] for k in fields} for x in ids] == before
+    assert before[0]["error_message"]
     assert {n for n, _ in _bookkeeping(pg_dsn, db_schema, ids).values()} == {0}
     # and the same command works once the broker is back
     again = cli(settings, "replay", *ids, "--rate", "0")

@@ -157,9 +157,11 @@ def test_lists_filter_say_when_cut_and_print_tables_with_the_ids(make_stack):
         [(1, "failed", "layout_error")]
     assert [d["id"] for d in failed["dead_letters"]] == [dl_id] and failed["run"] is None
     assert dl_id in failed_table and "layout_error" in failed_table
-    assert missing_job.returncode == 1 and "no job with id" in missing_job.stderr.decode()
-    assert missing_file.returncode == 1 and "no run" in missing_file.stderr.decode()
-    assert no_results.returncode == 1 and "missing.db" in no_results.stderr.decode()
+    # not found: a data error (65), one line "boundaries …: error: …"
+    assert missing_job.returncode == 65 and "error: no job with id" in missing_job.stderr.decode()
+    assert missing_file.returncode == 65 and "error: no run" in missing_file.stderr.decode()
+    assert no_results.returncode == 65 and "missing.db" in no_results.stderr.decode()
+    assert all(len(r.stderr.decode().strip().splitlines()) == 1 for r in (missing_job, missing_file, no_results))
     assert bad_id.returncode == 2 and "not-a-uuid" in bad_id.stderr.decode()
     assert bad_status.returncode == 2 and "'done'" in bad_status.stderr.decode()
     assert [d["id"] for d in dlq_list] == [dl_id]
