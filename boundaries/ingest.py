@@ -51,10 +51,22 @@ class TooFewFramesError(ValueError):
         self.path, self.frames = path, frames
 
 
+#: A source that decodes to fewer than this share of the frames its container's duration promises is
+#: ingested with a ``source.ended_early`` warning (a file cut short keeps its header's duration).
+ENDED_EARLY_SHARE = 0.9
+
+
+def ended_early(frames: int, expected: int | None) -> bool:
+    """Whether ``frames`` decoded falls short of ``expected`` (None: unknown) by more than 10 % and 2 frames."""
+    return expected is not None and frames < ENDED_EARLY_SHARE * expected and expected - frames > 2
+
+
 @dataclass
 class IngestResult:
     """``total_frames``/``chunk_count`` as stored; crop size in pixels; keys in the store;
-    ``damaged_packets``: source packets skipped (their times in seconds in ``damaged_at``)."""
+    ``damaged_packets``: source packets skipped (their times in seconds in ``damaged_at``);
+    ``expected_frames``: the count the container's duration promises at the ingest rate (None: unknown),
+    well above ``total_frames`` for a file cut short (logged as ``source.ended_early``)."""
 
     total_frames: int
     chunk_count: int
@@ -65,6 +77,7 @@ class IngestResult:
     layout: LayoutConfig
     damaged_packets: int = 0
     damaged_at: list[float] = field(default_factory=list)
+    expected_frames: int | None = None
 
 
 def ingest_video(path, crop: tuple[float, float, float, float], anchor: str, store: ObjectStore,
@@ -120,7 +133,11 @@ def ingest_video(path, crop: tuple[float, float, float, float], anchor: str, sto
         cfg = LayoutConfig(decoder.width, decoder.height, *px, anchor, prior.png())
         store.put_bytes(db_key, build_layout_db(cfg))  # last: a prefix with layout.db is complete
         result = IngestResult(total, writer.chunks_written, width, height, prefix, db_key, cfg,
-                              decoder.damaged_packets, list(decoder.damaged_at))
+                              decoder.damaged_packets, list(decoder.damaged_at), decoder.expected_frames)
+        if max_frames is None and ended_early(total, decoder.expected_frames):
+            log.warning("source.ended_early", file=str(path), frames=total,
+                        expected_frames=decoder.expected_frames,
+                        hint="the container's duration promises more frames: a truncated or cut file?")
         if publish is not None:
             publish(result)
     except BaseException as failure:

@@ -79,7 +79,7 @@ def cmd_ingest(args) -> int:
     print(json.dumps({"tenant_id": tenant_id, "video_id": video_id, "version": args.version,
                       "total_frames": res.total_frames, "chunk_count": res.chunk_count,
                       "frames_prefix": res.frames_prefix, "layout_db_key": res.layout_db_key,
-                      "damaged_packets": res.damaged_packets}))
+                      "damaged_packets": res.damaged_packets, "expected_frames": res.expected_frames}))
     return 0
 
 

@@ -138,3 +138,28 @@ def test_cropping_before_the_rgb_conversion_gives_the_pixels_of_a_whole_frame_co
     x0, y0, x1, y1 = dec.crop_px
     whole = np.stack([f[y0:y1, x0:x1] for f in islice(SourceDecoder(path), 40)])
     assert cropped.shape == whole.shape and np.array_equal(cropped, whole)
+
+
+def test_a_file_cut_short_is_ingested_with_a_warning_naming_the_frames_missing(real_data, tmp_path, tenant_id,
+                                                                               video_id):
+    # Given: the popeye clip (600 frames at 10 fps) remuxed with its index first (+faststart), then cut in half
+    # (a copy interrupted mid-transfer): the container still says 60 s
+    import subprocess
+
+    src = real_data / "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
+    whole = tmp_path / "faststart.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c", "copy", "-movflags", "+faststart",
+                    str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    store = LocalStore(tmp_path / "store")
+
+    with capture_logs() as logs:
+        res = ingest_video(cut, (0.0, 0.0, 1.0, 1.0), "center", store, Settings(), tenant_id, video_id)
+
+    # Then: what decodes is kept, and a warning names the file, the frames found and the frames expected
+    assert 2 <= res.total_frames < 500 and res.expected_frames == 600
+    warned = [e for e in logs if e["event"] == "source.ended_early"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+    assert warned[0]["file"] == str(cut) and warned[0]["frames"] == res.total_frames
+    assert warned[0]["expected_frames"] == 600
