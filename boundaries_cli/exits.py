@@ -7,7 +7,7 @@ status  kind                   raised as
 1       a command's own "not everything done" (``dlq replay`` left some, ``run``'s job failed, ...)
 2       usage                  argparse: a bad argument or option (before any service is touched)
 65      data (EX_DATAERR)      bad input: a PermanentError (bad id, layout, frames, checkpoint), a ValueError
-                               that names no setting, a missing or unreadable input file
+                               that names no setting, an input file that cannot be read
 69      unavailable            a service does not answer: Redis/broker, PostgreSQL, the object store, Modal
         (EX_UNAVAILABLE)       (RegistryUnavailable, StoreUnavailable, TransientError, psycopg/redis/kombu/
                                botocore connection errors, ConnectionError)

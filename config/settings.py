@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     """Seconds between redis-py's PINGs on an idle broker connection and kombu's checks of its BRPOP
     connection (a half-open connection is replaced within about 1 + 2 x this)."""
     broker_start_wait_s: float = Field(10.0, gt=0)
-    """How long a starting worker waits for the broker to answer PING; then it exits (status 2) with one
+    """How long a starting worker waits for the broker to answer PING; then it exits (status 69) with one
     line naming BOUNDARIES_REDIS_URL (password masked), well within 30 s."""
     worker_shutdown_deadline_s: float = Field(8.0, gt=0, lt=15)
     """Seconds from SIGTERM (or SIGINT) to a forced exit of a worker whose orderly shutdown hangs (a
