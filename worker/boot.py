@@ -145,6 +145,8 @@ def interrupt_running_job(**_kw) -> None:
 _running_in_child = threading.Event()
 """Set while a task runs in this prefork child (task_prerun … task_postrun)."""
 _pool_child: dict = {"is": False, "previous_sigterm": None}
+_MAIN_PID = os.getpid()
+"""The worker's main process (this module is imported there before billiard forks its pool children)."""
 
 
 def interrupt_job_in_child(signum, frame) -> None:
@@ -203,9 +205,13 @@ def connect(settings: Settings) -> None:
                              name="shutdown-deadline", daemon=True).start()
         interrupt_running_job(**kw)
 
-    def on_process_init(**_kw) -> None:  # in each prefork child
-        _pool_child["is"] = True
-        allow_runner_children()
+    def on_process_init(**_kw) -> None:
+        # sent in each prefork child, and also by Celery's solo pool in the main process: only a child
+        # (another pid) takes the child's SIGTERM rule; the solo pool keeps Celery's warm shutdown
+        # (worker_shutting_down -> interrupt_running_job)
+        if os.getpid() != _MAIN_PID:
+            _pool_child["is"] = True
+            allow_runner_children()
 
     signals.worker_init.connect(on_worker_init, weak=False)
     signals.worker_shutting_down.connect(on_shutting_down, weak=False)

@@ -229,6 +229,8 @@ def test_sigterm_mid_job_ends_the_worker_and_requeues_the_job(make_stack, monkey
     # then: the worker is gone within 15 s, and the job's message went back to its queue: a new worker
     # (fast shards now) completes the job
     assert _wait_exit(proc, 15) < 15, log.read_text()[-3000:]
+    # by the solo pool's own path (Celery's warm shutdown), not the prefork child's handler
+    assert '"pool": "prefork"' not in log.read_text() and "worker.job_interrupted" in log.read_text()
     set_faults(monkeypatch, redis_url, f"faults:{db_schema}", REPO, delay_s=0.0)
     worker_proc(s.settings)
     job = s.wait_job(vid, timeout_s=90)
