@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -21,6 +22,13 @@ from tests.integration.test_dlq_operations import dead_letter, ops  # noqa: F401
 from tests.services import free_port
 
 BOUNDARIES = [sys.executable, "-m", "boundaries_cli.main"]
+
+
+def _sigint_default() -> None:
+    """preexec_fn: SIGINT back to its default in the child. A test run started in the background of a
+    non-interactive shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    an operator's Ctrl-C reaches a foreground process, which is what these tests stand for."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 """The ``boundaries`` console script, run from the checkout."""
 POPEYE = "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
 
@@ -137,7 +145,7 @@ def test_ctrl_c_stops_a_loop_with_130_and_at_most_one_line(command, redis_url, p
     env = _env(redis_url=redis_url, database_url=pg_dsn, db_schema=db_schema, queue_high=f"t{q}.high",
                queue_low=f"t{q}.low")
     proc = subprocess.Popen([*BOUNDARIES, command, "--loop"], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
     try:
         first = proc.stdout.readline()  # the first pass's JSON line
         assert first.startswith("{"), (first, proc.stderr.read() if proc.poll() is not None else "")
@@ -167,9 +175,10 @@ def test_ctrl_c_outside_a_loop_is_one_line_exit_130(tmp_path):
         env = _env(redis_url=f"redis://127.0.0.1:{free_port()}/0",
                    database_url=f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres")
         proc = subprocess.Popen([*BOUNDARIES, "migrate"], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
         silent.settimeout(60)
         conn, _ = silent.accept()  # the command is connecting (libpq waits up to 10 s for an answer)
+        time.sleep(0.5)  # past the TCP handshake: the command waits for the server's answer in Python
         assert proc.poll() is None, proc.communicate()
 
         # when
