@@ -60,6 +60,7 @@ def _open(settings: Settings):
     if settings.database_url is None:
         raise ValueError("BOUNDARIES_DATABASE_URL is not set (the registry holding the dead letters)")
     db = Database(settings.database_url.get_secret_value(), settings.db_schema)
+    db.check_reachable()  # a database that is down: one line at once, not the pool's 10 s wait
     return db, DeadLetters(db)
 
 

@@ -38,7 +38,9 @@ def open_db(settings: Settings):
 
     if settings.database_url is None:
         raise ValueError("BOUNDARIES_DATABASE_URL is not set (the registry holding runs and jobs)")
-    return Database(settings.database_url.get_secret_value(), settings.db_schema)
+    db = Database(settings.database_url.get_secret_value(), settings.db_schema)
+    db.check_reachable()  # a database that is down: one line at once, not the pool's 10 s wait
+    return db
 
 
 def location(settings: Settings, key: str) -> str:

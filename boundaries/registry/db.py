@@ -169,6 +169,20 @@ class Database:
             self._pool.close()
         self._pool = None
 
+    def check_reachable(self, connect_timeout_s: int = 5) -> None:
+        """Open and close one direct (unpooled) connection, for one-shot commands: a server that is down
+        fails at once with libpq's reason ("Connection refused", an authentication failure, an unknown
+        database) instead of the pool's ``timeout_s`` wait with its reconnect warnings in the log.
+
+        Raises:
+            RegistryUnavailable: no connection within ``connect_timeout_s`` seconds (libpq's
+                ``connect_timeout``, whole seconds, minimum 2 per libpq).
+            RegistryError: any other psycopg error.
+        """
+        with registry_errors(self.where), psycopg.connect(
+                self._dsn, connect_timeout=connect_timeout_s, autocommit=True, **self._connect_options):
+            pass
+
     def ping(self, *, writable: bool = False) -> bool:
         """True when a query succeeds; with ``writable``, also when the server takes writes (not a
         read-only standby or ``default_transaction_read_only``)."""

@@ -73,6 +73,26 @@ def test_migrate_with_the_database_down_is_one_line_exit_69():
     assert "pw-not-shown" not in proc.stderr
 
 
+@pytest.mark.parametrize("argv", [["jobs", "list"], ["jobs", "show", str(uuid.uuid4())], ["runs", "list"],
+                                  ["dlq", "list"]], ids=lambda a: " ".join(a[:2]))
+def test_a_read_command_with_the_database_down_fails_at_once_in_one_line(argv):
+    # given: nothing listens on the registry's port (the database is down)
+    env = _env(**_closed_pg())
+
+    # when: an operator lists jobs, runs or dead letters
+    started = time.monotonic()
+    proc = _run(argv, env)
+    elapsed = time.monotonic() - started
+
+    # then: one line with libpq's reason and the setting, exit 69, without waiting out the pool's 10 s
+    # timeout while its reconnect warnings scroll by (what an operator saw before)
+    line = _one_line(proc)
+    assert proc.returncode == 69, proc.stderr
+    assert "BOUNDARIES_DATABASE_URL" in line and "Connection refused" in line, line
+    assert "pw-not-shown" not in proc.stderr
+    assert elapsed < 8, f"took {elapsed:.1f} s"
+
+
 def test_debug_flag_adds_the_traceback():
     env = _env(**_closed_pg())
     proc = _run(["--debug", "migrate"], env)
