@@ -171,8 +171,15 @@ def cmd_replay(args) -> int:
     c = summary.counts()
     verb = "would replay" if args.dry_run else "replayed"
     noun = "dead letter" if len(ids) == 1 else "dead letters"
-    print(f"dlq replay: {verb} {len(ids)} {noun} to {replayer.queue} in {summary.seconds:.1f} s: "
-          + ", ".join(f"{n} {k}" for k, n in c.items()), file=sys.stderr)
+    counts = ", ".join(f"{n} {k}" for k, n in c.items())
+    if summary.interrupted:
+        done = sum(o.status != "skipped" for o in summary.outcomes)
+        print(f"dlq replay: interrupted (Ctrl-C) after {done} of {len(ids)} {noun} to {replayer.queue} in"
+              f" {summary.seconds:.1f} s: {counts} — run the same command again for the rest (those sent are"
+              " marked replayed; sending one again answers duplicate)", file=sys.stderr)
+        return 130
+    print(f"dlq replay: {verb} {len(ids)} {noun} to {replayer.queue} in {summary.seconds:.1f} s: {counts}",
+          file=sys.stderr)
     unsent = [o for o in summary.outcomes if o.status == "failed" and (o.error or "").startswith("unavailable: ")]
     if unsent:  # the broker or the registry went away: a service error (69), the rest were not tried
         print(f"boundaries dlq replay: error: {unsent[0].error.removeprefix('unavailable: ')[:300]} — check"

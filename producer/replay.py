@@ -15,14 +15,17 @@ low by default): a worker takes fresh (high) events first (``settings.queue_orde
 Outcomes per dead letter: ``queued`` (a message was sent), ``duplicate`` (its job exists and is not
 failed: nothing sent), ``not_found``, ``failed`` (this dead letter could not be replayed: its event is
 invalid, or the registry/broker failed), ``skipped`` (not tried: an earlier send found the broker or
-registry unreachable and the replay stopped). A dry run sends nothing and answers ``would_queue`` or
-``would_duplicate`` from the job rows.
+registry unreachable and the replay stopped, or Ctrl-C stopped it). A dry run sends nothing and
+answers ``would_queue`` or ``would_duplicate`` from the job rows.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -60,6 +63,8 @@ class ReplayOutcome:
 class ReplaySummary:
     outcomes: list[ReplayOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+    """Ctrl-C (SIGINT) stopped the replay; the dead letters not tried are ``skipped``."""
 
     def counts(self) -> dict[str, int]:
         """``{status: count}`` over the outcomes, every status of a real replay present (0 when none)."""
@@ -74,8 +79,26 @@ class ReplaySummary:
         return all(o.status in DONE for o in self.outcomes)
 
     def as_json(self) -> dict:
-        return {"summary": self.counts() | {"total": len(self.outcomes), "seconds": round(self.seconds, 3)},
+        extra = {"interrupted": True} if self.interrupted else {}
+        return {"summary": self.counts() | {"total": len(self.outcomes), "seconds": round(self.seconds, 3)} | extra,
                 "results": [{k: v for k, v in asdict(o).items() if v is not None} for o in self.outcomes]}
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[list[int]]:
+    """Hold Ctrl-C (SIGINT) while the block runs; yields the list of signals held (empty: none), for the
+    caller to act on after the block (a send and its bookkeeping are never split). Only in the main thread
+    and while Python's default SIGINT handler is installed; elsewhere the block runs unchanged."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield held
+        return
+    signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def token_bucket(rate_per_s: float):
@@ -98,27 +121,40 @@ class Replayer:
         self.dry_run = dry_run
         rate = settings.replay_rate_per_s if rate_per_s is None else rate_per_s
         self._limiter = token_bucket(rate) if rate and not dry_run else None
+        self._held_sigint: list[int] = []
 
     def replay(self, ids: Sequence[str], on_outcome: Callable[[ReplayOutcome], None] | None = None
                ) -> ReplaySummary:
-        """Replay the dead letters ``ids`` in order; ``on_outcome`` is called after each (progress)."""
+        """Replay the dead letters ``ids`` in order; ``on_outcome`` is called after each (progress).
+
+        Ctrl-C (``KeyboardInterrupt``) stops it between sends (one in progress is finished first): the
+        summary holds what was done, the rest ``skipped``, and ``interrupted`` is set.
+        """
         import time
 
         t0 = time.monotonic()
         summary = ReplaySummary()
         stopped: str | None = None
-        for dl_id in ids:
-            if stopped is not None:
-                out = ReplayOutcome(dl_id, "skipped", error=stopped)
-            else:
-                out = self._one(dl_id)
-                if out.status == "failed" and out.error and out.error.startswith("unavailable: "):
-                    stopped = f"not tried: {out.error}"
-            summary.outcomes.append(out)
-            if on_outcome is not None:
-                on_outcome(out)
+        try:
+            for dl_id in ids:
+                if stopped is not None:
+                    out = ReplayOutcome(dl_id, "skipped", error=stopped)
+                else:
+                    out = self._one(dl_id)
+                    if out.status == "failed" and out.error and out.error.startswith("unavailable: "):
+                        stopped = f"not tried: {out.error}"
+                summary.outcomes.append(out)
+                if on_outcome is not None:
+                    on_outcome(out)
+                if self._held_sigint:  # Ctrl-C during that send: stop now that it is counted
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            summary.outcomes.extend(ReplayOutcome(dl_id, "skipped", error="not tried: interrupted (Ctrl-C)")
+                                    for dl_id in ids[len(summary.outcomes):])
         summary.seconds = time.monotonic() - t0
-        log.info("dlq.replayed", priority=self.priority, dry_run=self.dry_run, **summary.counts())
+        log.info("dlq.replayed", priority=self.priority, dry_run=self.dry_run, interrupted=summary.interrupted,
+                 **summary.counts())
         return summary
 
     def _one(self, dl_id: str) -> ReplayOutcome:
@@ -138,17 +174,18 @@ class Replayer:
             return self._would(dl_id, event)
         if self._limiter is not None:
             self._limiter.try_acquire("dlq-replay")
-        try:
-            res = self.enqueuer.enqueue(event)
-        except QueueUnavailable as e:
-            return ReplayOutcome(dl_id, "failed", video_id=video_id, error=f"unavailable: {e}"[:500])
-        if res.status == "queued":
+        with sigint_deferred() as self._held_sigint:  # Ctrl-C here: replay() stops once this is counted
             try:
-                self.dead_letters.mark_replayed(dl_id)
-            except Exception as e:  # noqa: BLE001 — the message is out; a later replay answers duplicate
-                log.warning("dlq.mark_replayed_failed", dead_letter_id=dl_id, error=str(e)[:300])
-            return ReplayOutcome(dl_id, "queued", res.job_id, video_id, self.queue)
-        return ReplayOutcome(dl_id, "duplicate", res.job_id, video_id)
+                res = self.enqueuer.enqueue(event)
+            except QueueUnavailable as e:
+                return ReplayOutcome(dl_id, "failed", video_id=video_id, error=f"unavailable: {e}"[:500])
+            if res.status == "queued":
+                try:
+                    self.dead_letters.mark_replayed(dl_id)
+                except Exception as e:  # noqa: BLE001 — the message is out; a later replay answers duplicate
+                    log.warning("dlq.mark_replayed_failed", dead_letter_id=dl_id, error=str(e)[:300])
+                return ReplayOutcome(dl_id, "queued", res.job_id, video_id, self.queue)
+            return ReplayOutcome(dl_id, "duplicate", res.job_id, video_id)
 
     def _would(self, dl_id: str, event: JobEvent) -> ReplayOutcome:
         job = self.enqueuer.registry.jobs.find(event.video_id, event.cropped_frames_version, event.model_version)

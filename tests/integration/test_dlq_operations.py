@@ -207,3 +207,47 @@ def test_replay_stops_when_the_broker_is_unreachable_and_leaves_every_dead_lette
     # and the same command works once the broker is back
     again = cli(settings, "replay", *ids, "--rate", "0")
     assert again.returncode == 0 and json.loads(again.stdout)["summary"]["queued"] == 3
+
+
+def test_ctrl_c_during_a_replay_prints_what_was_sent_and_exits_130(ops, pg_dsn, db_schema):
+    # given: 12 dead letters and a replay at 4 per second (3 s in all)
+    import signal
+    import time
+
+    settings, reg, dl, r = ops
+    ids = [dead_letter(reg, dl)[0] for _ in range(12)]
+    proc = subprocess.Popen([sys.executable, "-m", "boundaries_cli.main", "dlq", "replay", "--all", "--rate", "4"],
+                            env=child_env(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while r.llen(settings.queue_low) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+
+        # when: the operator presses Ctrl-C part-way through
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    # then: exit 130; the summary of what was done so far on stdout and on stderr, no traceback
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    summary = json.loads(out)["summary"]
+    sent = r.llen(settings.queue_low)
+    assert 2 <= sent < len(ids)
+    assert summary["queued"] == sent and summary["total"] == len(ids), summary
+    assert summary["skipped"] == len(ids) - sent, summary
+    assert f"{sent} queued" in err and "interrupted" in err and "run the same command again" in err, err
+    # ... and the bookkeeping matches: exactly the sent dead letters are marked replayed
+    marked = [i for i, (n, _) in _bookkeeping(pg_dsn, db_schema, ids).items() if n == 1]
+    assert len(marked) == sent
+
+    # and: the same command again sends the rest, once each
+    rest = cli(settings, "replay", "--all")
+    assert rest.returncode == 0, rest.stderr
+    assert json.loads(rest.stdout)["summary"]["queued"] == len(ids) - sent
+    assert r.llen(settings.queue_low) == len(ids)
