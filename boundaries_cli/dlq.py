@@ -161,6 +161,7 @@ def cmd_replay(args) -> int:
     enq = Enqueuer.from_settings(settings)
     dl = DeadLetters(enq.registry.db)
     try:
+        enq.registry.db.check_reachable()  # a database that is down: one line at once, not the pool's 10 s wait
         ids = args.ids or [str(r["id"]) for r in dl.list(**_filters(args), include_replayed=args.include_replayed,
                                                           limit=args.limit or 10**9)]
         replayer = Replayer(settings, enq, dl, priority=args.priority, rate_per_s=args.rate, dry_run=args.dry_run)

@@ -74,10 +74,10 @@ def test_migrate_with_the_database_down_is_one_line_exit_69():
 
 
 @pytest.mark.parametrize("argv", [["jobs", "list"], ["jobs", "show", str(uuid.uuid4())], ["runs", "list"],
-                                  ["dlq", "list"]], ids=lambda a: " ".join(a[:2]))
-def test_a_read_command_with_the_database_down_fails_at_once_in_one_line(argv):
-    # given: nothing listens on the registry's port (the database is down)
-    env = _env(**_closed_pg())
+                                  ["dlq", "list"], ["dlq", "replay", "--all"]], ids=lambda a: " ".join(a[:2]))
+def test_an_operator_command_with_the_database_down_fails_at_once_in_one_line(argv, redis_url):
+    # given: nothing listens on the registry's port (the database is down); the broker is up
+    env = _env(**_closed_pg(), redis_url=redis_url)
 
     # when: an operator lists jobs, runs or dead letters
     started = time.monotonic()
