@@ -6,7 +6,6 @@ trigger: a closed port, a missing bucket on moto, a real pipe closed by ``head``
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,16 +18,10 @@ from boundaries_cli.embedded import child_env
 from config.settings import Settings
 from tests.conftest import REPO
 from tests.integration.test_dlq_operations import dead_letter, ops  # noqa: F401 - ops is a fixture
+from tests.operator_process import ctrl_c, operator_process
 from tests.services import free_port
 
 BOUNDARIES = [sys.executable, "-m", "boundaries_cli.main"]
-
-
-def _sigint_default() -> None:
-    """preexec_fn: SIGINT back to its default in the child. A test run started in the background of a
-    non-interactive shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
-    an operator's Ctrl-C reaches a foreground process, which is what these tests stand for."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 """The ``boundaries`` console script, run from the checkout."""
 POPEYE = "derived/popeye_burn10/T00-1_p3_srtburn_10fps.mp4"
 
@@ -164,19 +157,12 @@ def test_ctrl_c_stops_a_loop_with_130_and_at_most_one_line(command, redis_url, p
     q = uuid.uuid4().hex[:10]
     env = _env(redis_url=redis_url, database_url=pg_dsn, db_schema=db_schema, queue_high=f"t{q}.high",
                queue_low=f"t{q}.low")
-    proc = subprocess.Popen([*BOUNDARIES, command, "--loop"], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
-    try:
+    with operator_process([*BOUNDARIES, command, "--loop"], env=env, cwd=REPO) as proc:
         first = proc.stdout.readline()  # the first pass's JSON line
         assert first.startswith("{"), (first, proc.stderr.read() if proc.poll() is not None else "")
 
         # when: Ctrl-C
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _, err = ctrl_c(proc)
 
     # then
     assert proc.returncode == 130, err
@@ -191,24 +177,16 @@ def test_ctrl_c_outside_a_loop_is_one_line_exit_130(tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
-    try:
-        env = _env(redis_url=f"redis://127.0.0.1:{free_port()}/0",
-                   database_url=f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres")
-        proc = subprocess.Popen([*BOUNDARIES, "migrate"], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
+    env = _env(redis_url=f"redis://127.0.0.1:{free_port()}/0",
+               database_url=f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres")
+    with silent, operator_process([*BOUNDARIES, "migrate"], env=env, cwd=REPO) as proc:
         silent.settimeout(60)
         conn, _ = silent.accept()  # the command is connecting (libpq waits up to 10 s for an answer)
         time.sleep(0.5)  # past the TCP handshake: the command waits for the server's answer in Python
         assert proc.poll() is None, proc.communicate()
 
         # when
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        silent.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _, err = ctrl_c(proc)
 
     # then
     conn.close()

@@ -24,6 +24,8 @@ from boundaries.registry.registry import Registry
 from boundaries_cli.embedded import child_env
 from config.settings import Settings
 from tests.conftest import REPO
+from tests.integration.harness import wait_until
+from tests.operator_process import ctrl_c, operator_process
 
 MV = "dlq-test"
 
@@ -211,27 +213,16 @@ def test_replay_stops_when_the_broker_is_unreachable_and_leaves_every_dead_lette
 
 def test_ctrl_c_during_a_replay_prints_what_was_sent_and_exits_130(ops, pg_dsn, db_schema):
     # given: 12 dead letters and a replay at 4 per second (3 s in all)
-    import signal
-    import time
-
     settings, reg, dl, r = ops
     ids = [dead_letter(reg, dl)[0] for _ in range(12)]
-    proc = subprocess.Popen([sys.executable, "-m", "boundaries_cli.main", "dlq", "replay", "--all", "--rate", "4"],
-                            env=child_env(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 60
-        while r.llen(settings.queue_low) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+    argv = [sys.executable, "-m", "boundaries_cli.main", "dlq", "replay", "--all", "--rate", "4"]
+    with operator_process(argv, env=child_env(settings), cwd=REPO) as proc:
+        wait_until(lambda: r.llen(settings.queue_low) >= 2 or proc.poll() is not None, 60, "2 replays sent",
+                   poll_s=0.05)
         assert proc.poll() is None, proc.communicate()
 
         # when: the operator presses Ctrl-C part-way through
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        out, err = ctrl_c(proc)
 
     # then: exit 130; the summary of what was done so far on stdout and on stderr, no traceback
     assert proc.returncode == 130, err
