@@ -54,13 +54,10 @@ def rate_arg(text: str) -> float:
 
 
 def _open(settings: Settings):
-    from boundaries.registry.db import Database
     from boundaries.registry.dead_letters import DeadLetters
+    from boundaries_cli.runs import open_db
 
-    if settings.database_url is None:
-        raise ValueError("BOUNDARIES_DATABASE_URL is not set (the registry holding the dead letters)")
-    db = Database(settings.database_url.get_secret_value(), settings.db_schema)
-    db.check_reachable()  # a database that is down: one line at once, not the pool's 10 s wait
+    db = open_db(settings, holding="the dead letters")
     return db, DeadLetters(db)
 
 

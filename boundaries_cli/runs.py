@@ -32,12 +32,18 @@ _LIST_COLUMNS = [("run_id", "run id"), ("completed_at", "completed"), ("total_pa
                  ("processing_time_seconds", "seconds")]
 
 
-def open_db(settings: Settings):
-    """The registry database of ``settings`` (BOUNDARIES_DATABASE_URL, BOUNDARIES_DB_SCHEMA)."""
+def open_db(settings: Settings, holding: str = "runs and jobs"):
+    """The registry database of ``settings`` (BOUNDARIES_DATABASE_URL, BOUNDARIES_DB_SCHEMA), checked
+    reachable.
+
+    Raises:
+        ValueError: BOUNDARIES_DATABASE_URL is not set (the message says the registry holds ``holding``).
+        RegistryUnavailable: the database does not answer (``Database.check_reachable``).
+    """
     from boundaries.registry.db import Database
 
     if settings.database_url is None:
-        raise ValueError("BOUNDARIES_DATABASE_URL is not set (the registry holding runs and jobs)")
+        raise ValueError(f"BOUNDARIES_DATABASE_URL is not set (the registry holding {holding})")
     db = Database(settings.database_url.get_secret_value(), settings.db_schema)
     db.check_reachable()  # a database that is down: one line at once, not the pool's 10 s wait
     return db
