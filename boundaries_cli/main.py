@@ -159,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     kind (boundaries_cli/exits.py: 65 data, 69 a service down, 78 a setting, 70 a bug, 130 Ctrl-C, 141
     stdout closed); ``--debug`` or ``BOUNDARIES_DEBUG=1`` adds the traceback."""
     from boundaries_cli.exits import EX_BROKEN_PIPE, EX_INTERRUPTED, classify
-    from config.logging import configure_logging
+    from config.logging import configure_logging, log_level
 
-    configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "WARNING"))
     args = build_parser().parse_args(argv)
     name = " ".join(str(x) for x in (args.command, getattr(args, "dlq_command", None)) if x)
     try:
+        configure_logging(log_level(default="WARNING"))  # a bad BOUNDARIES_LOG_LEVEL: one line, 78
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
         return status

@@ -73,7 +73,7 @@ def cmd_serve(args) -> int:
     from producer.app import create_app
 
     # the producer's events (accepted/ignored/rejected with reasons, warm-up) are INFO: log them
-    configure_logging(os.environ.get("BOUNDARIES_LOG_LEVEL", "INFO"))
+    configure_logging()  # BOUNDARIES_LOG_LEVEL, default INFO
     # log_config=None, log_level=None: uvicorn installs no plain-text handlers and sets no levels; its
     # loggers (uvicorn.error, uvicorn.access) reach the JSON handler at BOUNDARIES_LOG_LEVEL
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown, with the handler that was in place

@@ -111,6 +111,16 @@ def test_worker_timing_refusal_is_one_line_naming_both_settings(redis_url, pg_ds
     assert "BOUNDARIES_HEARTBEAT_STALE_S=99999" in line and "BOUNDARIES_VISIBILITY_TIMEOUT_S" in line, line
 
 
+def test_a_log_level_that_is_not_one_names_the_variable_and_value():
+    # given: a typo in the log level an operator exported
+    proc = _run(["jobs", "list"], _env(log_level="verbose", **_closed_pg()))
+
+    # then: one line naming the variable, the value and the levels there are; a setting error (78)
+    line = _one_line(proc)
+    assert proc.returncode == 78, proc.stderr
+    assert "BOUNDARIES_LOG_LEVEL='VERBOSE' is not a log level" in line and "DEBUG, INFO" in line, line
+
+
 def test_a_setting_of_the_wrong_type_names_the_variable_and_value():
     proc = _run(["migrate"], _env(shard_pairs="many"))
     line = _one_line(proc)
